@@ -1,0 +1,1 @@
+"""Conversion between Norse/torch models, NIR graphs and lava-dl netx HDF5 files."""

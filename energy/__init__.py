@@ -1,0 +1,1 @@
+"""Operation counting (SynOps, MACs, neuron updates, memory traffic) and energy per inference."""

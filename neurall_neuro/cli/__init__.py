@@ -1,0 +1,1 @@
+"""The ``neurall`` command-line interface (one module per subcommand)."""
