@@ -10,7 +10,7 @@ Design (and why)
   stage is ``AvgPool2d(2) -> conv3x3 -> BN -> LIF``. Average pooling of spikes followed
   by a convolution folds exactly into one strided convolution for Loihi; BatchNorm folds
   into the convolution at export. LIF neurons are Norse box-LIF neurons
-  (:mod:`neurall_neuro.models.neurons`), trained with the SuperSpike surrogate gradient.
+  (:mod:`neurall_neuro.models.neurons`), trained with Norse's SuperSpike surrogate gradient.
 * **SE attention** (:mod:`neurall_neuro.models.se_block`) after the LIF of the stages in
   ``se_stages`` (default: the last two, where maps are small — 16x16 and 8x8 at 64 px —
   so broadcasting the per-channel gate to every position stays cheap: H*W synapses per
@@ -70,7 +70,6 @@ class NeurAllNetConfig:
     tau_gate: float = 1e-4
     v_th: float = 1.0
     dt: float = DEFAULT_DT
-    surrogate_alpha: float = 20.0
 
     def __post_init__(self) -> None:
         check_choice("se_mode", self.se_mode, SE_MODES)
@@ -87,7 +86,7 @@ class NeurAllNetConfig:
             raise ConfigError(
                 f"se_stages {bad} out of range; valid stage indices: 1..{len(self.channels)}"
             )
-        for name in ("tau_mem", "tau_gate", "v_th", "dt", "surrogate_alpha"):
+        for name in ("tau_mem", "tau_gate", "v_th", "dt"):
             check_positive(name, getattr(self, name))
         factor = self.stem_stride * 2 ** (len(self.channels) - 1)
         if self.input_size % factor:
@@ -149,7 +148,6 @@ class NeurAllNet(nn.Module):
                     tau_gate=config.tau_gate,
                     v_th=config.v_th,
                     dt=config.dt,
-                    alpha=config.surrogate_alpha,
                 )
         body["head_pool"] = nn.AdaptiveAvgPool2d(1)
         body["head_flatten"] = nn.Flatten()
@@ -158,7 +156,7 @@ class NeurAllNet(nn.Module):
 
     def _lif(self, tau: float) -> LIFLayer:
         c = self.config
-        return LIFLayer(tau_mem=tau, v_th=c.v_th, dt=c.dt, alpha=c.surrogate_alpha)
+        return LIFLayer(tau_mem=tau, v_th=c.v_th, dt=c.dt)
 
     @property
     def timesteps(self) -> int:
@@ -216,3 +214,9 @@ class NeurAllNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class scores ``[B, K]``."""
         return self.run(images).logits
+
+    def to_inference(self, channels_last: bool = False) -> nn.Module:
+        """A fast, inference-only copy (see :mod:`neurall_neuro.models.inference`)."""
+        from neurall_neuro.models.inference import InferenceNeurAllNet
+
+        return InferenceNeurAllNet(self, channels_last=channels_last)

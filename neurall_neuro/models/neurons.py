@@ -16,8 +16,10 @@ with the project's one dt convention (``dt = 1e-4`` s per step, see
 (no current memory) and ``dv = 4096 * dt / tau``. With ``tau = dt`` the neuron is
 memoryless: ``v[t] = I[t]`` (a threshold unit).
 
-Training uses Norse's SuperSpike surrogate gradient
-:math:`\partial z / \partial v \approx 1 / (\alpha |v - v_\text{th}| + 1)^2`.
+Training uses Norse's SuperSpike surrogate gradient. In Norse 1.1.0 its backward pass is
+:math:`\partial z / \partial v \approx 1 / (|v - v_\text{th}| + 1)^2` — the ``alpha``
+parameter of ``LIFBoxParameters`` is stored but not used by the gradient — so no sharpness
+parameter is exposed here.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class LIFLayer(nn.Module):
 
     stateful = True
 
-    def __init__(self, tau_mem: float, v_th: float = 1.0, dt: float = 1e-4, alpha: float = 100.0):
+    def __init__(self, tau_mem: float, v_th: float = 1.0, dt: float = 1e-4):
         super().__init__()
         check_positive("tau_mem", tau_mem)
         check_positive("dt", dt)
@@ -54,15 +56,14 @@ class LIFLayer(nn.Module):
         self.tau_mem = float(tau_mem)
         self.v_th = float(v_th)
         self.dt = float(dt)
-        self.alpha = float(alpha)
         # Constants as non-persistent buffers: they follow .to(device) but stay out of state dicts.
         self.register_buffer("_tau_mem_inv", torch.tensor(1.0 / self.tau_mem), persistent=False)
         self.register_buffer("_v_th", torch.tensor(self.v_th), persistent=False)
         self.register_buffer("_zero", torch.tensor(0.0), persistent=False)
-        self.register_buffer("_alpha", torch.tensor(self.alpha), persistent=False)
+        self.register_buffer("_one", torch.tensor(1.0), persistent=False)
 
     def extra_repr(self) -> str:
-        return f"tau_mem={self.tau_mem:g}, v_th={self.v_th:g}, dt={self.dt:g}, alpha={self.alpha:g}"
+        return f"tau_mem={self.tau_mem:g}, v_th={self.v_th:g}, dt={self.dt:g}"
 
     def initial_state(self, like: torch.Tensor) -> LIFBoxFeedForwardState:
         return LIFBoxFeedForwardState(v=torch.zeros_like(like))
@@ -93,5 +94,5 @@ class LIFLayer(nn.Module):
             v_th=self._v_th,
             v_reset=self._zero,
             method="super",
-            alpha=self._alpha,
+            alpha=self._one,  # stored by Norse, unused by its 1.1.0 SuperSpike backward
         )

@@ -68,7 +68,6 @@ class SEBlock(nn.Module):
         tau_gate: float = 1e-4,
         v_th: float = 1.0,
         dt: float = 1e-4,
-        alpha: float = 100.0,
     ):
         super().__init__()
         check_choice("se_mode", mode, SE_MODES)
@@ -86,8 +85,8 @@ class SEBlock(nn.Module):
             self.act2: nn.Module = nn.Sigmoid()
             nn.init.constant_(self.fc2.bias, 2.0)  # sigmoid(2) = 0.88: mostly open at start
         else:
-            self.act1 = LIFLayer(tau_mem=tau_mem, v_th=v_th, dt=dt, alpha=alpha)
-            self.act2 = LIFLayer(tau_mem=tau_gate, v_th=v_th, dt=dt, alpha=alpha)
+            self.act1 = LIFLayer(tau_mem=tau_mem, v_th=v_th, dt=dt)
+            self.act2 = LIFLayer(tau_mem=tau_gate, v_th=v_th, dt=dt)
             nn.init.constant_(self.fc2.bias, 2.0 * v_th)  # memoryless gate: e_t > v_th => open
 
     def extra_repr(self) -> str:

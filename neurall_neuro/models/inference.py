@@ -1,0 +1,116 @@
+r"""Fast inference path for the SE-SNN (``NeurAllNet.to_inference()``).
+
+Same weights, same arithmetic, less overhead. It relies on three facts:
+
+* the network is feed-forward, so it can be executed layer by layer: every stateless
+  layer (convolution, BatchNorm, pooling, linear) processes all ``T`` timesteps in one
+  call with time folded into the batch; only the LIF recurrences loop over time;
+* the direct-encoded first layer receives the same current at every step, computed once;
+* at inference no surrogate-gradient bookkeeping is needed: the LIF step is done with
+  in-place tensor operations in exactly Norse's order of floating-point operations,
+
+.. math::
+    d = I[t] - v;\quad d \leftarrow (\Delta t/\tau)\, d;\quad v \leftarrow v + d;\quad
+    z = [v > v_\text{th}];\quad v \leftarrow 0 \text{ where } z,
+
+so spikes are bit-identical to ``norse.torch.functional.lif_box_feed_forward_step``
+(``(I + v_leak) - v`` with ``v_leak = 0`` rounds the same as ``I - v``, and
+``v - v_th > 0`` holds exactly when ``v > v_th`` for finite floats).
+
+Optional ``channels_last`` memory format is measured in ``benchmarks/``; it is used only
+where it pays.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from neurall_neuro.models.neurallnet import NeurAllNet, SNNRun
+from neurall_neuro.models.neurons import LIFLayer
+from neurall_neuro.models.se_block import SEBlock
+
+
+def lif_multi_step(
+    currents: torch.Tensor, decay: torch.Tensor, v_th: float, steps: int | None = None
+) -> torch.Tensor:
+    """Run a box-LIF population over time without autograd; returns ``[T, ...]`` spikes.
+
+    ``currents`` is ``[T, ...]``, or ``[...]`` together with ``steps`` for a constant input.
+    ``decay`` is the 0-dim tensor ``dt * (1/tau)`` computed exactly as Norse does.
+    """
+    constant = steps is not None
+    steps = steps if constant else currents.shape[0]
+    shape = currents.shape if constant else currents.shape[1:]
+    v = torch.zeros(shape, dtype=currents.dtype, device=currents.device)
+    spikes = torch.empty((steps, *shape), dtype=currents.dtype, device=currents.device)
+    delta = torch.empty_like(v)
+    for t in range(steps):
+        torch.sub(currents if constant else currents[t], v, out=delta)
+        delta.mul_(decay)
+        v.add_(delta)
+        fired = v > v_th
+        spikes[t] = fired
+        v.masked_fill_(fired, 0.0)
+    return spikes
+
+
+def _decay(layer: LIFLayer) -> torch.Tensor:
+    # Norse computes ``dt * p.tau_mem_inv`` (python float times float32 0-dim tensor).
+    return layer.dt * layer.params.tau_mem_inv
+
+
+class InferenceNeurAllNet(nn.Module):
+    """Inference-only execution of a :class:`NeurAllNet` (a frozen copy of its weights)."""
+
+    def __init__(self, model: NeurAllNet, channels_last: bool = False):
+        super().__init__()
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.channels_last = channels_last
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.config = self.model.config
+
+    def _lif(self, layer: LIFLayer, x: torch.Tensor, steps: int, constant: bool) -> torch.Tensor:
+        return lif_multi_step(x, _decay(layer), layer.v_th, steps if constant else None)
+
+    def _se(self, block: SEBlock, spikes: torch.Tensor) -> torch.Tensor:
+        steps, batch = spikes.shape[:2]
+        folded = spikes.flatten(0, 1)
+        hidden = block.fc1(block.squeeze(folded))
+        if block.mode == "spiking":
+            hidden = self._lif(block.act1, hidden.unflatten(0, (steps, batch)), steps, False)
+            gate = self._lif(block.act2, block.fc2(hidden.flatten(0, 1)).unflatten(0, (steps, batch)), steps, False)
+            gate = gate.flatten(0, 1)
+        else:
+            gate = block.act2(block.fc2(block.act1(hidden)))
+        return (folded * gate).unflatten(0, (steps, batch))
+
+    @torch.inference_mode()
+    def run(self, images: torch.Tensor, timesteps: int | None = None, record: bool = False) -> SNNRun:
+        steps = timesteps or self.config.timesteps
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        x = self.model.encode(images)
+        batch = x.shape[0]
+        constant = True  # the first LIF sees the same current at every step
+        spikes: dict[str, torch.Tensor] = {}
+        for name, module in self.model.body.named_children():
+            if isinstance(module, LIFLayer):
+                x = self._lif(module, x, steps, constant)
+                constant = False
+            elif isinstance(module, SEBlock):
+                x = self._se(module, x)
+            else:
+                x = module(x.flatten(0, 1)).unflatten(0, (steps, batch))
+                continue
+            if record:
+                spikes[name] = x
+        return SNNRun(logits=x.mean(0), step_logits=x, spikes=spikes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.run(images).logits
