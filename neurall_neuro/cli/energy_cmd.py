@@ -1,0 +1,272 @@
+"""``neurall energy``: operation counts and energy per inference of the SE-SNN vs the SE-CNN.
+
+Counts SynOps (spike-driven accumulates, exact fan-out), MACs, neuron updates and spikes
+per layer on real images, prices them on hardware profiles (45 nm fp32/int8 with SRAM or
+DRAM, Loihi, SpiNNaker, SpiNNaker2, TrueNorth), and reports arithmetic-only and
+with-memory energy, the SNN/CNN ratio and the break-even firing rate. See docs/energy.md.
+
+Examples::
+
+    neurall energy --snn runs/snn/best.pt --cnn runs/cnn/best.pt --data DATA --n 64
+    neurall energy --snn snn.pt --cnn cnn.pt --random 16 --format md --output energy.md --plot energy.png
+    neurall energy --nir model.nir --target torch --data DATA --cnn cnn.pt
+    neurall energy --list-profiles
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "energy",
+        help="SynOps/MACs per layer and energy per inference on hardware profiles (SNN vs CNN)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    g = p.add_argument_group("models")
+    g.add_argument(
+        "--snn", metavar="CKPT", help="spiking model checkpoint (e.g. neurallnet best.pt)"
+    )
+    g.add_argument(
+        "--cnn", metavar="CKPT", help="non-spiking baseline checkpoint (e.g. se-cnn best.pt)"
+    )
+    g.add_argument(
+        "--nir", metavar="FILE", help="count a NIR graph instead of --snn (run on --target)"
+    )
+    g.add_argument(
+        "--target", default="torch", help="target that runs --nir to get spike counts (torch)"
+    )
+    g.add_argument("--timesteps", type=int, help="T for --nir (default: the graph's metadata)")
+
+    g = p.add_argument_group("data")
+    g.add_argument("--data", metavar="DIR", help="dataset folder or manifest.csv")
+    g.add_argument("--layout", help="dataset layout (default: detected)")
+    g.add_argument(
+        "--random", type=int, metavar="N", help="use N uniform random images instead of data"
+    )
+    g.add_argument(
+        "--n", type=int, default=64, help="images to count on, spread over the dataset (64)"
+    )
+    g.add_argument("--batch-size", dest="batch_size", type=int, default=32, help="batch size (32)")
+    g.add_argument("--seed", type=int, default=0, help="seed of --random images (0)")
+    g.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+
+    g = p.add_argument_group("pricing and output")
+    g.add_argument(
+        "--profiles", default="all", help="comma-separated profile names, or all (default)"
+    )
+    g.add_argument(
+        "--profile-file", dest="profile_files", action="append", default=[], metavar="FILE.toml",
+        help="extra profiles (add or override; repeatable)",
+    )  # fmt: skip
+    g.add_argument(
+        "--view", choices=("hardware", "neurobench"), default="hardware",
+        help="hardware: fold pooling on spikes into the next layer (default); neurobench: count it",
+    )  # fmt: skip
+    g.add_argument("--format", dest="fmt", choices=("table", "json", "csv", "md"), default="table")
+    g.add_argument("--output", metavar="FILE", help="write the report here (default: stdout)")
+    g.add_argument(
+        "--plot", metavar="FILE.png", help="also write a plot (per-layer ops, energy per profile)"
+    )
+    g.add_argument(
+        "--list-profiles", action="store_true", help="list the profiles with sources and exit"
+    )
+    p.set_defaults(func=run)
+
+
+def _list_profiles(profile_files: list[str]) -> int:
+    from energy.profiles import load_profiles
+
+    catalog = load_profiles(profile_files)
+    for name in catalog.names():
+        profile = catalog.get(name)
+        host = f", host {profile.host}" if profile.host else ""
+        print(f"{profile.name} ({profile.kind}{host}): {profile.description}")
+        for op, figure in profile.ops.items():
+            print(f"    {op:14s} {figure.pj:>10g} pJ  [{figure.source}] {figure.note}")
+        for label, figure in (
+            ("memory read", profile.memory_read),
+            ("memory write", profile.memory_write),
+        ):
+            if figure is not None:
+                print(
+                    f"    {label:14s} {figure.pj:>10g} pJ per {figure.bits} bits  [{figure.source}] {figure.note}"
+                )
+    print("sources:")
+    for key, citation in sorted(catalog.sources.items()):
+        print(f"  {key}: {citation}")
+    return 0
+
+
+def _select(count: int, n: int) -> list[int]:
+    """``n`` indices spread evenly over ``count`` items (all when ``n >= count``)."""
+    if n >= count:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / max(n - 1, 1)) for i in range(n)})
+
+
+class _Images:
+    """Re-iterable batches of preprocessed images (a fresh pass per model)."""
+
+    def __init__(self, make_batches: Any, total: int, batches: int, label: str):
+        self.make_batches = make_batches
+        self.total = total
+        self.batches = batches
+        self.label = label
+
+    def __iter__(self) -> Any:
+        from neurall_neuro.progress import track
+
+        return iter(track(self.make_batches(), f"counting on {self.label}", total=self.batches))
+
+
+def _dataset_images(args: argparse.Namespace, preprocessing: dict[str, Any]) -> _Images:
+    import torch
+
+    from neurall_neuro.data.dataset import ImageDataset
+    from neurall_neuro.data.layouts import load_cohort
+    from neurall_neuro.data.preprocess import Preprocessing
+
+    cohort = load_cohort(args.data, args.layout)
+    chosen = _select(len(cohort.records), args.n)
+    records = [cohort.records[i] for i in chosen]
+    dataset = ImageDataset(records, Preprocessing.from_dict(preprocessing), cache=False)
+
+    def batches() -> Any:
+        for start in range(0, len(dataset), args.batch_size):
+            items = [
+                dataset[i][0] for i in range(start, min(start + args.batch_size, len(dataset)))
+            ]
+            yield torch.stack(items)
+
+    n_batches = -(-len(dataset) // args.batch_size)
+    return _Images(batches, len(dataset), n_batches, f"{len(dataset)} images")
+
+
+def _random_images(args: argparse.Namespace, shape: tuple[int, int, int]) -> _Images:
+    import torch
+
+    def batches() -> Any:
+        generator = torch.Generator().manual_seed(args.seed)
+        images = torch.rand(args.random, *shape, generator=generator)
+        yield from images.split(args.batch_size)
+
+    return _Images(
+        batches, args.random, -(-args.random // args.batch_size), f"{args.random} random images"
+    )
+
+
+def _images(
+    args: argparse.Namespace, preprocessing: dict[str, Any], shape: tuple[int, int, int]
+) -> _Images:
+    if args.random:
+        return _random_images(args, shape)
+    return _dataset_images(args, preprocessing)
+
+
+def _data_description(args: argparse.Namespace) -> str:
+    if args.random:
+        return f"{args.random} uniform random images in [0, 1] (seed {args.seed}); not real data"
+    return f"up to {args.n} images spread over {args.data}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from neurall_neuro.errors import ConfigError
+
+    if args.list_profiles:
+        return _list_profiles(args.profile_files)
+    if not (args.snn or args.cnn or args.nir):
+        raise ConfigError(
+            "give at least one of --snn CKPT, --nir FILE, --cnn CKPT (or --list-profiles)"
+        )
+    if args.snn and args.nir:
+        raise ConfigError("--snn and --nir both give the spiking model; use one of them")
+    if bool(args.data) == bool(args.random):
+        raise ConfigError("give exactly one of --data DIR or --random N")
+    if args.n < 1 or args.batch_size < 1 or (args.random is not None and args.random < 1):
+        raise ConfigError("--n, --batch-size and --random must be positive")
+
+    from energy.nir_counter import count_nir
+    from energy.plot import plot_report
+    from energy.profiles import load_profiles
+    from energy.render import render, render_table
+    from energy.report import build_report
+    from energy.targets import spike_counts_on_target
+    from energy.torch_counter import count_model
+    from neurall_neuro.models.checkpoint import load_checkpoint
+
+    catalog = load_profiles(args.profile_files)
+    catalog.select(args.profiles)  # fail early on unknown profile names
+    fold = args.view == "hardware"
+    snn_counts = cnn_counts = None
+    snn_module = cnn_module = None
+    notes: list[str] = []
+    if args.snn:
+        ckpt = load_checkpoint(args.snn, map_location=args.device)
+        snn_module = ckpt.model
+        config = ckpt.config
+        shape = (config.get("in_channels", 3), config["input_size"], config["input_size"])
+        images = _images(args, ckpt.preprocessing, shape)
+        snn_counts = count_model(
+            snn_module, images, fold_pooling=fold, device=args.device, name=ckpt.model_name
+        )
+    if args.nir:
+        from conversion.nir_graph import validate_graph
+        from conversion.nir_io import read_nir
+
+        graph = read_nir(args.nir)
+        info = validate_graph(graph)
+        if len(info.flat.inputs) != 1:
+            raise ConfigError(
+                f"--nir graph has {len(info.flat.inputs)} inputs; energy reports need one image input"
+            )
+        in_shape = tuple(info.shapes[info.flat.inputs[0]][1])
+        if len(in_shape) != 3:
+            raise ConfigError(f"--nir graph input shape {in_shape} is not an image (C, H, W)")
+        images = _images(args, {"size": int(in_shape[1])}, in_shape)  # type: ignore[arg-type]
+        counts, samples, run_notes = spike_counts_on_target(
+            graph, images, args.target, args.timesteps, args.batch_size, args.device
+        )
+        notes += run_notes
+        snn_counts = count_nir(
+            graph, counts, args.timesteps, samples, fold_pooling=fold, name=Path(args.nir).name
+        )
+    if args.cnn:
+        ckpt = load_checkpoint(args.cnn, map_location=args.device)
+        cnn_module = ckpt.model
+        config = ckpt.config
+        shape = (config.get("in_channels", 3), config["input_size"], config["input_size"])
+        images = _images(args, ckpt.preprocessing, shape)
+        cnn_counts = count_model(
+            cnn_module, images, fold_pooling=fold, device=args.device, name=ckpt.model_name
+        )
+
+    report = build_report(
+        snn_counts,
+        cnn_counts,
+        catalog,
+        args.profiles,
+        snn_module=snn_module,
+        cnn_module=cnn_module,
+        data=_data_description(args),
+    )
+    report.notes += notes
+    if args.plot:
+        path = plot_report(report, args.plot)
+        print(f"plot written to {path}", file=sys.stderr)
+    if args.fmt == "table" and not args.output:
+        render_table(report)
+        return 0
+    text = render(report, args.fmt)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text)
+        print(f"report written to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,137 @@
+"""``neurall export``: a trained checkpoint to a NIR graph (or, later, a lava-dl netx file).
+
+    neurall export --checkpoint CKPT --format nir --out model.nir
+    neurall export --checkpoint CKPT --out model.nir --calibration-data DIR --n 256
+
+Checkpoints are self-describing (model, config, class names, preprocessing), so no model
+flags are needed. SE blocks in ``analog`` mode need ``--calibration-data`` (a dataset
+folder in any supported layout): their gates are replaced by the expectation over ``--n``
+of its images and folded into the next layer; the command then prints the accuracy and
+agreement of the folded graph next to the dynamic model on those images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+from typing import Any
+
+FORMATS = ("nir", "netx")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a checkpoint to NIR (neuromorphic intermediate representation)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--checkpoint", required=True, type=Path, help="checkpoint file (.pt)")
+    parser.add_argument(
+        "--format", choices=FORMATS, default="nir", help="output format (default: nir)"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output file")
+    parser.add_argument(
+        "--calibration-data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="dataset folder for calibrating analog SE gates (needed for se_mode=analog)",
+    )
+    parser.add_argument(
+        "--n", type=int, default=256, help="number of calibration images (default: 256)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for choosing calibration images")
+    parser.add_argument(
+        "--se-broadcast",
+        choices=("grouped", "dense"),
+        default="grouped",
+        help="spiking SE gate broadcast as a grouped (default) or an equivalent dense Conv2d",
+    )
+    parser.set_defaults(func=run)
+
+
+def load_calibration(root: Path, checkpoint: Any, n: int, seed: int) -> tuple[Any, Any]:
+    """``(images [N, C, S, S], labels [N] or None)``: ``n`` seeded-random images of the
+    dataset at ``root``, preprocessed as the checkpoint was trained. Labels are given
+    when the dataset's classes map onto the checkpoint's."""
+    import torch
+
+    from neurall_neuro.data.dataset import ImageDataset
+    from neurall_neuro.data.layouts import load_cohort, map_labels
+    from neurall_neuro.data.preprocess import Preprocessing
+    from neurall_neuro.errors import ConfigError, DataError
+
+    if n < 1:
+        raise ConfigError(f"--n must be >= 1, got {n}")
+    cohort = load_cohort(root)
+    labelled = True
+    try:
+        cohort = map_labels(cohort, checkpoint.class_names)
+    except DataError:
+        labelled = False
+    records = list(cohort.records)
+    if not records:
+        raise DataError(f"{root} holds no images")
+    chosen = random.Random(seed).sample(records, min(n, len(records)))
+    dataset = ImageDataset(chosen, Preprocessing.from_dict(checkpoint.preprocessing))
+    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    labels = torch.tensor([r.label for r in chosen]) if labelled else None
+    return images, labels
+
+
+def _export_netx(args: argparse.Namespace, checkpoint: Any, calibration: Any) -> int:
+    """Hook for ``--format netx``: NIR graph -> Loihi quantisation -> lava-dl netx HDF5.
+
+    To be wired to ``conversion.loihi_quantize`` and ``conversion.netx`` (Loihi path):
+    build the graph with :func:`conversion.nir_export.to_nir` exactly as for ``nir``, then
+    quantise and write it to ``args.out``.
+    """
+    from neurall_neuro.errors import ConversionError
+
+    raise ConversionError(
+        "--format netx is not available yet (conversion.netx / conversion.loihi_quantize "
+        "are not wired into the CLI); export --format nir and convert the graph"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from conversion.nir_export import export_nir, graph_summary
+    from conversion.se_folding import analog_se_blocks, folding_report
+    from neurall_neuro.models.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    images = labels = None
+    if args.calibration_data is not None:
+        images, labels = load_calibration(args.calibration_data, checkpoint, args.n, args.seed)
+    if args.format == "netx":
+        return _export_netx(args, checkpoint, images)
+    graph = export_nir(
+        checkpoint.model,
+        args.out,
+        calibration=images if analog_se_blocks(checkpoint.model) else None,
+        class_names=checkpoint.class_names,
+        se_broadcast=args.se_broadcast,
+    )
+    summary = graph_summary(graph)
+    size = args.out.stat().st_size
+    types = ", ".join(f"{count} {kind}" for kind, count in summary["nodes_by_type"].items())
+    print(f"wrote {args.out} ({size / 1024:.1f} KiB)")
+    print(f"  model       {checkpoint.model_name} ({checkpoint.path})")
+    print(f"  nodes       {summary['nodes']} ({types}), {summary['edges']} edges")
+    print(
+        f"  parameters  {summary['parameters']:,} synaptic values, {summary['neurons']:,} neurons"
+    )
+    print(
+        f"  time        dt = {summary['dt']} s per step, T = {summary['timesteps']} steps, "
+        f"readout: {summary['readout']}"
+    )
+    print(f"  input       {summary['inputs']}  output {summary['outputs']}")
+    if analog_se_blocks(checkpoint.model):
+        if labels is not None:
+            report = folding_report(checkpoint.model, graph, images, labels)
+            print(f"  {report} (on the calibration images)")
+        else:
+            print("  (calibration classes do not match the checkpoint's: no folding report)")
+    return 0
