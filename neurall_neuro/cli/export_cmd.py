@@ -13,7 +13,6 @@ agreement of the folded graph next to the dynamic model on those images.
 from __future__ import annotations
 
 import argparse
-import random
 from pathlib import Path
 from typing import Any
 
@@ -56,29 +55,10 @@ def load_calibration(root: Path, checkpoint: Any, n: int, seed: int) -> tuple[An
     """``(images [N, C, S, S], labels [N] or None)``: ``n`` seeded-random images of the
     dataset at ``root``, preprocessed as the checkpoint was trained. Labels are given
     when the dataset's classes map onto the checkpoint's."""
-    import torch
+    from neurall_neuro.data.sampling import sample_images
 
-    from neurall_neuro.data.dataset import ImageDataset
-    from neurall_neuro.data.layouts import load_cohort, map_labels
-    from neurall_neuro.data.preprocess import Preprocessing
-    from neurall_neuro.errors import ConfigError, DataError
-
-    if n < 1:
-        raise ConfigError(f"--n must be >= 1, got {n}")
-    cohort = load_cohort(root)
-    labelled = True
-    try:
-        cohort = map_labels(cohort, checkpoint.class_names)
-    except DataError:
-        labelled = False
-    records = list(cohort.records)
-    if not records:
-        raise DataError(f"{root} holds no images")
-    chosen = random.Random(seed).sample(records, min(n, len(records)))
-    dataset = ImageDataset(chosen, Preprocessing.from_dict(checkpoint.preprocessing))
-    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
-    labels = torch.tensor([r.label for r in chosen]) if labelled else None
-    return images, labels
+    batch = sample_images(root, checkpoint.preprocessing, n=n, seed=seed, class_names=checkpoint.class_names)
+    return batch.images, batch.labels
 
 
 def _export_netx(args: argparse.Namespace, checkpoint: Any, calibration: Any) -> int:

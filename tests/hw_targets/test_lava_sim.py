@@ -1,0 +1,239 @@
+"""lava-sim against loihi-emu: bit-exact (every neuron, every step) in fixed point on
+lava-dl's ground truth, our SE-SNN and random chains; float semantics; process cleanup."""
+
+from __future__ import annotations
+
+import importlib.util
+import multiprocessing
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conversion.loihi_network import LoihiNetwork, NeuronGroup, Synapse, conv_output_shape
+from conversion.netx import _as_ir_weights, _lava_dense_effective
+from hw_targets.registry import get_target
+
+pytestmark = [
+    pytest.mark.lava,
+    pytest.mark.skipif(
+        importlib.util.find_spec("lava") is None,
+        reason="lava-nc is not installed (Python 3.10 env)",
+    ),
+]
+EXAMPLES = int(os.environ.get("NEURALL_HYPOTHESIS_EXAMPLES", "4"))
+
+
+def both(graph, inputs, same_traces, **options):
+    """Run on loihi-emu and lava-sim (fixed point) and require identical spikes and voltages."""
+    emu = get_target("loihi-emu").compile(graph, record="all", **options).run(inputs)
+    lava = get_target("lava-sim").compile(graph, record="all", **options).run(inputs)
+    same_traces(emu.spikes, lava.spikes)
+    same_traces(emu.voltages, lava.voltages, "voltages")
+    for name, counts in emu.spike_counts.items():
+        np.testing.assert_array_equal(
+            counts, lava.spike_counts[name], err_msg=f"spike counts of {name}"
+        )
+    if emu.scores is not None:
+        np.testing.assert_array_equal(emu.scores, lava.scores)
+    return emu, lava
+
+
+def test_tinynet_netx_backend_bit_exact_and_ground_truth(gt_dir, same_traces):
+    """Lava loads tiny.net itself (netx.hdf5.Network); biases start at each layer's depth."""
+    path = gt_dir / "tiny.net"
+    bias = np.load(gt_dir / "gts/tinynet/input_bias.npy").transpose(2, 1, 0)[None].astype(int)
+    kw = {
+        "timesteps": 17,
+        "align": False,
+        "record": "all",
+        "record_voltage": "all",
+        "bias_schedule": "depth",
+    }
+    emu = get_target("loihi-emu").compile(path, **kw).run(bias)
+    res = get_target("lava-sim").compile(path, backend="netx", **kw).run(bias)
+    same_traces(emu.spikes, res.spikes)
+    same_traces(emu.voltages, res.voltages, "voltages")
+    gt = np.load(gt_dir / "gts/tinynet/output.npy")[0].transpose(3, 0, 1, 2)
+    np.testing.assert_array_equal(res.spikes["layer2"][2:17, 0], gt[1:])
+
+
+def test_dense_ground_truth_with_spike_input(gt_dir, same_traces):
+    """gts/dense on the process backend (RingBuffer spike source -> Dense -> LIF)."""
+    weight = np.load(gt_dir / "gts/dense/weight.npy")
+    mant, exp = _as_ir_weights(_lava_dense_effective(weight, 8), 0, "gts/dense")
+    net = LoihiNetwork(
+        [NeuronGroup("in", (200,)), NeuronGroup("out", (256,), du=4095, dv=415, vth=6, bias_exp=6)],
+        [Synapse("syn", "in", "out", "dense", mant, exp)],
+        "in",
+        "out",
+    )
+    spikes = np.load(gt_dir / "gts/dense/in.npy").T[:, None, :]
+    emu, lava = both(net, spikes, same_traces, timesteps=2000, align=False, input_mode="spikes")
+    np.testing.assert_array_equal(lava.spikes["out"][:, 0], np.load(gt_dir / "gts/dense/out.npy").T)
+
+
+def test_pilotnet_lif_netx_backend_bit_exact(gt_dir, same_traces):
+    """PilotNet (10 layers, 158k neurons), 16 steps: about 8 s in Lava here."""
+    path = gt_dir / "gts/pilotnet_lif/network.net"
+    image = np.load(gt_dir / "gts/pilotnet_lif/image.npy").transpose(2, 1, 0)[None]
+    emu = get_target("loihi-emu").compile(path, timesteps=16, align=False, record="all").run(image)
+    lava = (
+        get_target("lava-sim")
+        .compile(path, timesteps=16, align=False, record="all", backend="netx")
+        .run(image)
+    )
+    same_traces(emu.spikes, lava.spikes)
+
+
+def test_se_snn_bit_exact(se_graph, same_traces):
+    """Our conventions: SE branch with an AND neuron, equalised delays (relay neurons),
+    folded pools, a readout integrator; two samples (each rebuilt)."""
+    images = np.random.default_rng(7).uniform(0, 1, (2, 3, 8, 8))
+    emu, _ = both(
+        se_graph(),
+        images,
+        same_traces,
+        timesteps=6,
+        quantization={"calibration": images},
+        record_voltage="all",
+    )
+    assert all(c.min() > 0 for c in emu.spike_counts.values()), emu.spike_counts
+    assert emu.scores[0].tolist() != emu.scores[1].tolist()
+
+
+def test_se_snn_float_matches_the_float_nir_model(se_graph):
+    """Lava floating_pt with the unquantised parameters vs the float NIR runtime."""
+    from conversion.nir_runtime import NIRModule
+
+    images = np.random.default_rng(8).uniform(0, 1, (2, 3, 8, 8))
+    graph = se_graph()
+    res = (
+        get_target("lava-sim")
+        .compile(
+            graph,
+            timesteps=6,
+            quantization={"calibration": images},
+            precision="float",
+            record="all",
+        )
+        .run(images)
+    )
+    ref = NIRModule(graph).run(
+        torch.tensor(images, dtype=torch.float32), timesteps=6, record=True, count_spikes=True
+    )
+    for name, spikes in res.spikes.items():
+        if name == "fc":
+            continue
+        theirs = ref.recorded[name].numpy().reshape(spikes.shape)
+        assert np.mean(spikes == theirs) > 0.995, name
+    np.testing.assert_allclose(
+        res.scores, ref.outputs["output"].mean(0).numpy(), rtol=1e-2, atol=1e-3
+    )
+
+
+@st.composite
+def random_chain(draw) -> tuple[LoihiNetwork, np.ndarray]:
+    """Input (C, H, W) -> 1..3 conv/dense layers with random decays, thresholds, biases,
+    weight exponents (incl. conv exponents Lava cannot fold), delays and bias starts."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    c, h = draw(st.integers(1, 3)), draw(st.integers(3, 6))
+    shape: tuple[int, ...] = (c, h, h)
+
+    def neuron(name, shape):
+        return NeuronGroup(
+            name,
+            shape,
+            du=draw(st.sampled_from([4095, 4095, 3000, 0])),
+            dv=draw(st.sampled_from([0, 1024, 4095, 100])),
+            vth=draw(st.integers(1, 400)),
+            bias_mant=rng.integers(-60, 200, shape),
+            bias_exp=draw(st.integers(0, 7)),
+            bias_start_step=draw(st.integers(0, 3)),
+        )
+
+    groups = [neuron("g0", shape)]
+    groups[0].bias_start_step = 0
+    syns = []
+    for i in range(1, draw(st.integers(2, 4))):
+        kind = "dense" if len(shape) == 1 or draw(st.booleans()) and i > 1 else "conv"
+        exp = draw(st.integers(-3, 2))
+        delay = draw(st.sampled_from([1, 1, 2, 3]))
+        if kind == "conv":
+            k, stride = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+            pad = draw(st.integers(0, 1))
+            out_c = draw(st.integers(1, 4))
+            new = conv_output_shape(shape, out_c, (k, k), (stride, stride), (pad, pad), (1, 1))
+            if min(new) < 1:
+                k, pad, stride = 1, 0, 1
+                new = conv_output_shape(shape, out_c, (1, 1), (1, 1), (0, 0), (1, 1))
+            w = 2 * rng.integers(-40, 80, (out_c, shape[0], k, k))
+            syn = Synapse(f"s{i}", f"g{i - 1}", f"g{i}", "conv", w, exp, stride, pad, delay=delay)
+        else:
+            new = (draw(st.integers(1, 12)),)
+            w = 2 * rng.integers(-40, 80, (new[0], int(np.prod(shape))))
+            syn = Synapse(f"s{i}", f"g{i - 1}", f"g{i}", "dense", w, exp, delay=delay)
+        groups.append(neuron(f"g{i}", new))
+        syns.append(syn)
+        shape = new
+    net = LoihiNetwork(groups, syns, "g0", groups[-1].name)
+    bias = rng.integers(-100, 400, (1, *groups[0].shape))
+    return net, bias
+
+
+@settings(
+    max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
+@given(case=random_chain())
+def test_random_chains_bit_exact(case, same_traces):
+    net, bias = case
+    both(net, bias, same_traces, timesteps=8, align=False, input_mode="bias", record_voltage="all")
+
+
+def _lava_children() -> list:
+    return [p for p in multiprocessing.active_children() if p.is_alive()]
+
+
+def test_no_lava_process_outlives_a_run(chain_graph):
+    images = np.random.default_rng(0).uniform(0, 1, (1, 2, 6, 6))
+    dep = get_target("lava-sim").compile(
+        chain_graph(), timesteps=3, quantization={"calibration": images}
+    )
+    before = len(_lava_children())
+    dep.run(images)
+    assert len(_lava_children()) == before
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_lava_is_stopped_on_errors_and_interrupts(chain_graph, monkeypatch, error):
+    """An exception (or Ctrl-C) while Lava runs still stops every Lava process."""
+    images = np.random.default_rng(0).uniform(0, 1, (1, 2, 6, 6))
+    dep = get_target("lava-sim").compile(
+        chain_graph(), timesteps=3, quantization={"calibration": images}
+    )
+    from lava.magma.core.run_conditions import RunSteps
+
+    calls = {"n": 0}
+
+    class FailingSteps(RunSteps):
+        def __init__(self, num_steps: int, blocking: bool = True):
+            calls["n"] += 1
+            if calls["n"] == 2:  # the runtime is up after the first chunk
+                assert _lava_children(), "expected running Lava processes"
+                raise error("boom")
+            super().__init__(num_steps=num_steps, blocking=blocking)
+
+    import lava.magma.core.run_conditions as rc
+
+    monkeypatch.setattr(rc, "RunSteps", FailingSteps)
+    before = len(_lava_children())
+    with pytest.raises(error, match="boom"):
+        dep.run(images)
+    deadline = time.monotonic() + 10
+    while len(_lava_children()) > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(_lava_children()) == before
