@@ -61,19 +61,35 @@ def load_calibration(root: Path, checkpoint: Any, n: int, seed: int) -> tuple[An
     return batch.images, batch.labels
 
 
-def _export_netx(args: argparse.Namespace, checkpoint: Any, calibration: Any) -> int:
-    """Hook for ``--format netx``: NIR graph -> Loihi quantisation -> lava-dl netx HDF5.
+def _export_netx(args: argparse.Namespace, checkpoint: Any, images: Any, labels: Any) -> int:
+    """``--format netx``: NIR graph -> Loihi quantisation -> lava-dl netx HDF5, with the
+    per-layer quantisation report and, given labelled calibration images, the accuracy of
+    the fixed-point network (bit-exact Loihi emulator) next to the float model."""
+    from conversion.loihi_quantize import quantize_graph
+    from conversion.netx import write_netx
+    from conversion.nir_export import to_nir
+    from conversion.se_folding import analog_se_blocks
 
-    To be wired to ``conversion.loihi_quantize`` and ``conversion.netx`` (Loihi path):
-    build the graph with :func:`conversion.nir_export.to_nir` exactly as for ``nir``, then
-    quantise and write it to ``args.out``.
-    """
-    from neurall_neuro.errors import ConversionError
-
-    raise ConversionError(
-        "--format netx is not available yet (conversion.netx / conversion.loihi_quantize "
-        "are not wired into the CLI); export --format nir and convert the graph"
+    graph = to_nir(
+        checkpoint.model,
+        calibration=images if analog_se_blocks(checkpoint.model) else None,
+        class_names=checkpoint.class_names,
     )
+    timesteps = int(checkpoint.config["timesteps"])
+    network = quantize_graph(graph, timesteps=timesteps, calibration=images, netx_compatible=True)
+    path = write_netx(network, args.out)
+    print(f"wrote {path} ({path.stat().st_size / 1024:.1f} KiB), T = {timesteps} steps")
+    print("quantisation report (per layer):")
+    for line in network.report:
+        print(f"  {line}")
+    if labels is not None:
+        from hw_targets.quantization_report import quantization_accuracy
+
+        result = quantization_accuracy(checkpoint.model, network, images, labels, timesteps)
+        print(f"  {result} (on the calibration images)")
+    else:
+        print("  (give --calibration-data with labelled images for the quantised accuracy)")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration_data is not None:
         images, labels = load_calibration(args.calibration_data, checkpoint, args.n, args.seed)
     if args.format == "netx":
-        return _export_netx(args, checkpoint, images)
+        return _export_netx(args, checkpoint, images, labels)
     graph = export_nir(
         checkpoint.model,
         args.out,

@@ -23,6 +23,12 @@ from neurall_neuro import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "data",
+    "train",
+    "evaluate",
+    "explain",
+    "export",
+    "deploy",
+    "energy",
 )
 
 

@@ -1,0 +1,1 @@
+"""Performance measurements (not tests): run with ``make bench`` / ``python -m benchmarks.run``."""
