@@ -253,7 +253,7 @@ def stage_evaluate(ctx: DemoContext) -> StageOutput:
         )
         results[name] = result.to_dict()
         md.append(f"**{name}** — {result.summary()}".replace("\n", "  \n"))
-        cm = result.files.get("confusion_png")
+        cm = result.files.get("confusion_matrix_png")
         if cm:
             md.append(f"\n![{name} confusion matrix]({_rel(ctx, cm)})\n")
     return StageOutput(results, "\n".join(md))
