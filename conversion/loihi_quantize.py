@@ -69,6 +69,7 @@ from conversion.loihi_network import (
 from conversion.nir_graph import GraphInfo, validate_graph
 from conversion.nir_io import graph_metadata
 from conversion.nir_nodes import as_array, int_tuple
+from conversion.nir_runtime import resolve_dt
 from neurall_neuro.errors import (
     ConversionError,
     GraphFileError,
@@ -210,26 +211,6 @@ def _trace_back(info: GraphInfo, start: str, dst: str) -> _Path:
         cur = _single_pred(info, cur)
 
 
-def _resolve_dt(graph: nir.NIRGraph, info: GraphInfo, dt: float | None) -> float | None:
-    if dt is not None:
-        if not dt > 0:
-            raise ConversionError(f"dt must be > 0, got {dt!r}")
-        return float(dt)
-    meta = graph_metadata(graph)
-    if "dt" in meta:
-        return float(meta["dt"])
-    found = {
-        float(node.metadata["dt"])
-        for node in info.flat.nodes.values()
-        if isinstance(node, NEURON_TYPES)
-        and isinstance(node.metadata, dict)
-        and "dt" in node.metadata
-    }
-    if len(found) > 1:
-        raise ConversionError(f"neuron nodes disagree on dt ({sorted(found)}); pass dt=...")
-    return found.pop() if found else None
-
-
 def _analyse(graph: nir.NIRGraph, dt: float | None, require_dt: bool = True) -> _Analysis:
     problems = unsupported_nodes(graph)
     if problems:
@@ -239,7 +220,7 @@ def _analyse(graph: nir.NIRGraph, dt: float | None, require_dt: bool = True) -> 
         raise ConversionError(
             f"recurrent edges {info.back_edges} are not supported by the Loihi mapping (feed-forward graphs only)"
         )
-    dt = _resolve_dt(graph, info, dt)
+    dt = resolve_dt(graph, info, dt)
     if dt is None and require_dt:
         raise ConversionError(
             "the graph stores no dt (metadata['dt'] of the graph or its neuron nodes); pass dt=... "

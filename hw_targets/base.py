@@ -46,6 +46,16 @@ COMMON_OPTIONS: dict[str, str] = {
     "record_voltage": "names of layers whose voltages go into RunResult.voltages",
 }
 
+#: Defaults of :data:`COMMON_OPTIONS` (``timesteps`` has none: it is required).
+COMMON_DEFAULTS: dict[str, Any] = {
+    "timesteps": None,
+    "device": "cpu",
+    "batch_size": None,
+    "align": True,
+    "record": None,
+    "record_voltage": None,
+}
+
 
 @dataclass
 class RunResult:
@@ -129,7 +139,8 @@ class Target(ABC):
     def parse_options(
         self, options: Mapping[str, Any], defaults: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """``defaults`` updated with ``options``; ConfigError for unknown or missing ones."""
+        """:data:`COMMON_DEFAULTS` and the target's ``defaults`` (its extra options)
+        updated with ``options``; ConfigError for unknown or missing ones."""
         valid = self.valid_options()
         unknown = sorted(set(options) - set(valid))
         if unknown:
@@ -137,7 +148,7 @@ class Target(ABC):
                 f"target {self.name!r}: unknown option(s) {', '.join(unknown)}; valid options: "
                 + "; ".join(f"{k} ({v})" for k, v in sorted(valid.items()))
             )
-        merged = {**defaults, **options}
+        merged = {**COMMON_DEFAULTS, **defaults, **options}
         steps = merged.get("timesteps")
         if (
             steps is None

@@ -269,12 +269,6 @@ class LavaSimTarget(Target):
         opts = self.parse_options(
             options,
             {
-                "timesteps": None,
-                "device": "cpu",
-                "batch_size": None,
-                "align": True,
-                "record": None,
-                "record_voltage": None,
                 "precision": "fixed",
                 "backend": "auto",
                 "input_mode": "auto",

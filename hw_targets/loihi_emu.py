@@ -320,12 +320,6 @@ class LoihiEmuTarget(Target):
         opts = self.parse_options(
             options,
             {
-                "timesteps": None,
-                "device": "cpu",
-                "batch_size": None,
-                "align": True,
-                "record": None,
-                "record_voltage": None,
                 "precision": "fixed",
                 "input_mode": "auto",
                 "quantization": None,

@@ -235,12 +235,6 @@ class TorchTarget(Target):
         opts = self.parse_options(
             options,
             {
-                "timesteps": None,
-                "device": "cpu",
-                "batch_size": None,
-                "align": True,
-                "record": None,
-                "record_voltage": None,
                 "dt": None,
             },
         )
