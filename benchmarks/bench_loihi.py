@@ -30,9 +30,9 @@ import torch
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neurall_neuro.benchmarking import Environment, time_it  # noqa: E402
 from conversion.loihi_quantize import quantize_graph  # noqa: E402
 from hw_targets.registry import get_target  # noqa: E402
+from neurall_neuro.benchmarking import Environment, time_it  # noqa: E402
 
 
 def _se_graph(size: int, c1: int, c2: int, timesteps: int):  # noqa: ANN202

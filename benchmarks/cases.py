@@ -66,12 +66,28 @@ def load_models(snn_path: Path, cnn_path: Path, quick: bool) -> Models:
     return Models(snn, cnn, snn_source, cnn_source)
 
 
-def _row(rows: list, case: str, ours: float, unit: str, reference: float | None = None,
-         note: str = "", higher_is_better: bool = False) -> None:
+def _row(
+    rows: list,
+    case: str,
+    ours: float,
+    unit: str,
+    reference: float | None = None,
+    note: str = "",
+    higher_is_better: bool = False,
+) -> None:
     ratio = None
     if reference:
         ratio = ours / reference if higher_is_better else reference / ours
-    rows.append({"case": case, "reference": reference, "ours": ours, "unit": unit, "speedup": ratio, "note": note})
+    rows.append(
+        {
+            "case": case,
+            "reference": reference,
+            "ours": ours,
+            "unit": unit,
+            "speedup": ratio,
+            "note": note,
+        }
+    )
 
 
 def inference(models: Models, device: str, quick: bool, rows: list) -> dict[str, Any]:
@@ -92,36 +108,81 @@ def inference(models: Models, device: str, quick: bool, rows: list) -> dict[str,
     with torch.inference_mode():
         ref_run = snn.run_stepwise(xb[:32], record=True)
         fast_run = fast.run(xb[:32], record=True)
-        out["identical_spikes"] = all(torch.equal(ref_run.spikes[k], fast_run.spikes[k]) for k in ref_run.spikes)
-        out["identical_predictions"] = bool(torch.equal(ref_run.logits.argmax(1), fast_run.logits.argmax(1)))
+        out["identical_spikes"] = all(
+            torch.equal(ref_run.spikes[k], fast_run.spikes[k]) for k in ref_run.spikes
+        )
+        out["identical_predictions"] = bool(
+            torch.equal(ref_run.logits.argmax(1), fast_run.logits.argmax(1))
+        )
         out["firing_rates"] = {k: float(v.mean()) for k, v in fast_run.spikes.items()}
         timings = {
             "reference_b1": time_it(lambda: snn.run_stepwise(x1), repeats, cuda=cuda),
             "layer_major_b1": time_it(lambda: snn.run(x1), repeats, cuda=cuda),
             "fast_b1": time_it(lambda: fast.run(x1), repeats, cuda=cuda),
-            "reference_batch": time_it(lambda: snn.run_stepwise(xb), max(2, repeats // 4), cuda=cuda),
+            "reference_batch": time_it(
+                lambda: snn.run_stepwise(xb), max(2, repeats // 4), cuda=cuda
+            ),
             "fast_batch": time_it(lambda: fast.run(xb), max(2, repeats // 4), cuda=cuda),
             "cnn_b1": time_it(lambda: cnn(x1), repeats, cuda=cuda),
             "cnn_batch": time_it(lambda: cnn(xb), max(2, repeats // 4), cuda=cuda),
         }
     out.update({k: v.to_dict() for k, v in timings.items()})
     tag = f"({device})"
-    check = f"identical spikes: {out['identical_spikes']}, predictions: {out['identical_predictions']}"
+    check = (
+        f"identical spikes: {out['identical_spikes']}, predictions: {out['identical_predictions']}"
+    )
     ms = {k: 1e3 * v.median_s for k, v in timings.items()}
-    _row(rows, f"SE-SNN batch-1 latency, Norse loop vs fast path {tag}", ms["fast_b1"], "ms", ms["reference_b1"], check)
-    _row(rows, f"SE-SNN batch-1 latency, layer-major run() {tag}", ms["layer_major_b1"], "ms", ms["reference_b1"])
-    _row(rows, f"SE-SNN batch-{big} throughput {tag}", big / timings["fast_batch"].median_s, "img/s",
-         big / timings["reference_batch"].median_s, higher_is_better=True)
-    _row(rows, f"SE-SNN batch-1 latency vs the NeurALLNet paper {tag}", ms["fast_b1"], "ms",
-         PAPER_GPU_MS if cuda else PAPER_CPU_MS, "paper figure, different hardware (indicative)")
+    _row(
+        rows,
+        f"SE-SNN batch-1 latency, Norse loop vs fast path {tag}",
+        ms["fast_b1"],
+        "ms",
+        ms["reference_b1"],
+        check,
+    )
+    _row(
+        rows,
+        f"SE-SNN batch-1 latency, layer-major run() {tag}",
+        ms["layer_major_b1"],
+        "ms",
+        ms["reference_b1"],
+    )
+    _row(
+        rows,
+        f"SE-SNN batch-{big} throughput {tag}",
+        big / timings["fast_batch"].median_s,
+        "img/s",
+        big / timings["reference_batch"].median_s,
+        higher_is_better=True,
+    )
+    _row(
+        rows,
+        f"SE-SNN batch-1 latency vs the NeurALLNet paper {tag}",
+        ms["fast_b1"],
+        "ms",
+        PAPER_GPU_MS if cuda else PAPER_CPU_MS,
+        "paper figure, different hardware (indicative)",
+    )
     _row(rows, f"SE-CNN batch-1 latency {tag}", ms["cnn_b1"], "ms")
     _row(rows, f"SE-CNN batch-{big} throughput {tag}", big / timings["cnn_batch"].median_s, "img/s")
     if cuda:
         graph_ms = _cuda_graph_latency(fast, x1, repeats)
         out["fast_cuda_graph_b1_ms"] = graph_ms
-        _row(rows, "SE-SNN batch-1 latency, fast path in a CUDA graph (cuda)", graph_ms, "ms", ms["reference_b1"])
+        _row(
+            rows,
+            "SE-SNN batch-1 latency, fast path in a CUDA graph (cuda)",
+            graph_ms,
+            "ms",
+            ms["reference_b1"],
+        )
         out["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 1e6
-        rows.append({"case": "CUDA max allocated (inference cases)", "ours": out["cuda_max_allocated_mb"], "unit": "MB"})
+        rows.append(
+            {
+                "case": "CUDA max allocated (inference cases)",
+                "ours": out["cuda_max_allocated_mb"],
+                "unit": "MB",
+            }
+        )
     snn.to("cpu")
     cnn.to("cpu")
     return out
@@ -141,25 +202,31 @@ def _cuda_graph_latency(fast: torch.nn.Module, x1: torch.Tensor, repeats: int) -
     return 1e3 * time_it(graph.replay, repeats, cuda=True).median_s
 
 
+def _train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):  # noqa: ANN202
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    return step
+
+
 def training(models: Models, device: str, quick: bool, rows: list) -> dict[str, Any]:
     """Case 5: optimiser steps per second at batch 32 (random images and labels)."""
     steps = 1 if quick else 4
     out = {}
     for name, model in (("SE-SNN", models.snn), ("SE-CNN", models.cnn)):
         model = model.to(device).train()
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
         gen = torch.Generator().manual_seed(0)
         x = torch.rand(32, 3, models.size, models.size, generator=gen).to(device)
         y = torch.randint(0, model.config.num_classes, (32,), generator=gen).to(device)
-
-        def step() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            optimizer.step()
-
-        timing = time_it(step, repeats=steps, warmup=1, cuda=device == "cuda")
+        timing = time_it(_train_step(model, x, y), repeats=steps, warmup=1, cuda=device == "cuda")
         out[name] = {"images_per_s": 32 / timing.median_s, **timing.to_dict()}
-        _row(rows, f"{name} training throughput, batch 32 ({device})", 32 / timing.median_s, "img/s")
+        _row(
+            rows, f"{name} training throughput, batch 32 ({device})", 32 / timing.median_s, "img/s"
+        )
         model.eval()
     return out
 
@@ -189,23 +256,48 @@ def loihi(quick: bool, lava: bool, rows: list) -> dict[str, Any]:
     emu = get_target("loihi-emu").compile(network, timesteps=timesteps, record="all")
     emu_time = time_it(lambda: emu.run(images), repeats=2 if quick else 5, warmup=1)
     emu_rate = len(images) / emu_time.median_s
-    out: dict[str, Any] = {"network": f"SE-SNN 3x16x16, channels 4/8/8/8, {network.num_neurons} neurons, T={timesteps}",
-                           "emulator_batch": len(images), "emulator_samples_per_s": emu_rate}
+    out: dict[str, Any] = {
+        "network": f"SE-SNN 3x16x16, channels 4/8/8/8, {network.num_neurons} neurons, T={timesteps}",
+        "emulator_batch": len(images),
+        "emulator_samples_per_s": emu_rate,
+    }
     if not lava:
         _row(rows, "loihi-emu throughput (cpu, batch 32)", emu_rate, "img/s", note="lava skipped")
         return out
     n = 1 if quick else 2
-    lava_res = get_target("lava-sim").compile(network, timesteps=timesteps, record="all").run(images[:n])
+    lava_res = (
+        get_target("lava-sim").compile(network, timesteps=timesteps, record="all").run(images[:n])
+    )
     emu_res = emu.run(images[:n])
     identical = all(np.array_equal(s, lava_res.spikes[k]) for k, s in emu_res.spikes.items())
     lava_rate = n / lava_res.wall_time_s
     steady = 1.0 / (lava_res.extra["lava_step_s"] * lava_res.hardware_steps)
-    out.update({"lava_samples": n, "lava_samples_per_s": lava_rate, "lava_steady_samples_per_s": steady,
-                "identical_spikes": identical})
-    _row(rows, "loihi-emu vs lava-sim fixed_pt throughput (end to end)", emu_rate, "img/s", lava_rate,
-         f"identical spikes: {identical}", higher_is_better=True)
-    _row(rows, "loihi-emu vs lava-sim fixed_pt throughput (Lava steady state)", emu_rate, "img/s", steady,
-         "Lava's time inside run() only", higher_is_better=True)
+    out.update(
+        {
+            "lava_samples": n,
+            "lava_samples_per_s": lava_rate,
+            "lava_steady_samples_per_s": steady,
+            "identical_spikes": identical,
+        }
+    )
+    _row(
+        rows,
+        "loihi-emu vs lava-sim fixed_pt throughput (end to end)",
+        emu_rate,
+        "img/s",
+        lava_rate,
+        f"identical spikes: {identical}",
+        higher_is_better=True,
+    )
+    _row(
+        rows,
+        "loihi-emu vs lava-sim fixed_pt throughput (Lava steady state)",
+        emu_rate,
+        "img/s",
+        steady,
+        "Lava's time inside run() only",
+        higher_is_better=True,
+    )
     return out
 
 
@@ -228,9 +320,16 @@ def energy_counting(models: Models, quick: bool, rows: list) -> dict[str, Any]:
                 plain_times.append(t1 - t0)
                 count_times.append(t2 - t1)
     plain, counting = float(np.median(plain_times)), float(np.median(count_times))
-    rows.append({"case": "energy-counting pass vs plain pass (SE-SNN, batch 32, cpu)", "reference": plain,
-                 "ours": counting, "unit": "s", "speedup": counting / plain,
-                 "note": "ratio = overhead counting/plain (goal <= 1.5x)"})
+    rows.append(
+        {
+            "case": "energy-counting pass vs plain pass (SE-SNN, batch 32, cpu)",
+            "reference": plain,
+            "ours": counting,
+            "unit": "s",
+            "speedup": counting / plain,
+            "note": "ratio = overhead counting/plain (goal <= 1.5x)",
+        }
+    )
     return {"plain_s": plain, "counting_s": counting, "overhead": counting / plain}
 
 
@@ -242,17 +341,33 @@ def footprint(models: Models, rows: list) -> dict[str, Any]:
     out = {}
     for name, model in (("SE-SNN", models.snn), ("SE-CNN", models.cnn)):
         size = model_size(model)
-        out[name] = {"parameters": size.parameters, "fp32_bytes": size.fp32_bytes, "int8_bytes": size.int8_bytes}
-        rows.append({"case": f"{name} footprint (fp32 / int8)", "ours": size.fp32_bytes / 1e6, "unit": "MB",
-                     "note": f"{size.parameters:,} parameters; int8 {size.int8_bytes / 1e6:.2f} MB"})
+        out[name] = {
+            "parameters": size.parameters,
+            "fp32_bytes": size.fp32_bytes,
+            "int8_bytes": size.int8_bytes,
+        }
+        rows.append(
+            {
+                "case": f"{name} footprint (fp32 / int8)",
+                "ours": size.fp32_bytes / 1e6,
+                "unit": "MB",
+                "note": f"{size.parameters:,} parameters; int8 {size.int8_bytes / 1e6:.2f} MB",
+            }
+        )
     network = quantize_graph(to_nir(models.snn), timesteps=int(models.snn.config.timesteps))
     synapse_bytes = sum(int(s.weight.size) for s in network.synapses)  # 8-bit mantissas
     state_bytes = 6 * network.num_neurons  # u and v, 24 bits each
     out["SE-SNN"]["loihi_synapse_bytes"] = synapse_bytes
     out["SE-SNN"]["loihi_state_bytes"] = state_bytes
-    rows.append({"case": "SE-SNN on Loihi: synapse mantissas + neuron state", "ours": (synapse_bytes + state_bytes) / 1e6,
-                 "unit": "MB", "note": f"{synapse_bytes / 1e6:.2f} MB 8-bit weights (pooling folded into kernels), "
-                 f"{state_bytes / 1e6:.2f} MB u/v state"})
+    rows.append(
+        {
+            "case": "SE-SNN on Loihi: synapse mantissas + neuron state",
+            "ours": (synapse_bytes + state_bytes) / 1e6,
+            "unit": "MB",
+            "note": f"{synapse_bytes / 1e6:.2f} MB 8-bit weights (pooling folded into kernels), "
+            f"{state_bytes / 1e6:.2f} MB u/v state",
+        }
+    )
     return out
 
 
@@ -260,7 +375,8 @@ def render(rows: list[dict[str, Any]], environment: dict[str, Any]) -> str:
     env = environment
     lines = [
         f"CPU: {env['cpu']} ({env['cpu_count']} cores), torch {env['torch_version']}, "
-        f"{env['torch_threads']} torch threads" + (f", GPU: {env['cuda_device']}" if env.get("cuda_device") else ""),
+        f"{env['torch_threads']} torch threads"
+        + (f", GPU: {env['cuda_device']}" if env.get("cuda_device") else ""),
         "",
         f"{'case':<66} {'reference':>12} {'ours':>12} {'unit':<6} {'ratio':>8}  note",
         "-" * 120,
@@ -268,5 +384,7 @@ def render(rows: list[dict[str, Any]], environment: dict[str, Any]) -> str:
     for r in rows:
         ref = f"{r['reference']:.3f}" if r.get("reference") is not None else ""
         ratio = f"{r['speedup']:.1f}x" if r.get("speedup") is not None else ""
-        lines.append(f"{r['case']:<66} {ref:>12} {r['ours']:>12.3f} {r['unit']:<6} {ratio:>8}  {r.get('note', '')}")
+        lines.append(
+            f"{r['case']:<66} {ref:>12} {r['ours']:>12.3f} {r['unit']:<6} {ratio:>8}  {r.get('note', '')}"
+        )
     return "\n".join(lines)

@@ -38,12 +38,26 @@ from neurall_neuro.benchmarking import Environment, peak_rss_mb  # noqa: E402
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny models, one repetition (smoke test)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny models, one repetition (smoke test)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    parser.add_argument("--snn", type=Path, default=None, help="SE-SNN checkpoint (default: pretrained/neurallnet-aria.pt if present)")
-    parser.add_argument("--cnn", type=Path, default=None, help="SE-CNN checkpoint (default: pretrained/se-cnn-aria.pt if present)")
+    parser.add_argument(
+        "--snn",
+        type=Path,
+        default=None,
+        help="SE-SNN checkpoint (default: pretrained/neurallnet-aria.pt if present)",
+    )
+    parser.add_argument(
+        "--cnn",
+        type=Path,
+        default=None,
+        help="SE-CNN checkpoint (default: pretrained/se-cnn-aria.pt if present)",
+    )
     parser.add_argument("--no-lava", action="store_true", help="skip the Lava comparison")
-    parser.add_argument("--no-cuda", action="store_true", help="skip CUDA cases even when a GPU is present")
+    parser.add_argument(
+        "--no-cuda", action="store_true", help="skip CUDA cases even when a GPU is present"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latest.json"))
     return parser.parse_args(argv)
 

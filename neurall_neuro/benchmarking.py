@@ -31,7 +31,9 @@ class Timing:
         return asdict(self)
 
 
-def time_it(fn: Callable[[], Any], repeats: int = 10, warmup: int = 2, cuda: bool = False) -> Timing:
+def time_it(
+    fn: Callable[[], Any], repeats: int = 10, warmup: int = 2, cuda: bool = False
+) -> Timing:
     """Run ``fn`` ``warmup`` times, then time ``repeats`` runs (synchronising CUDA if asked)."""
     for _ in range(warmup):
         fn()

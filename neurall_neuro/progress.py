@@ -47,4 +47,8 @@ def track(
             of = f"/{total}" if total else ""
             print(f"{description}: {done}{of} ({now - start:.0f} s)", file=sys.stderr, flush=True)
     of = f"/{total}" if total else ""
-    print(f"{description}: {done}{of} done in {time.monotonic() - start:.1f} s", file=sys.stderr, flush=True)
+    print(
+        f"{description}: {done}{of} done in {time.monotonic() - start:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )

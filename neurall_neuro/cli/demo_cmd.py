@@ -21,13 +21,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the whole study (data -> train -> evaluate -> export -> deploy -> energy)",
         description=__doc__.split("\n\n")[1].replace("\n", " "),
     )
-    parser.add_argument("--out", type=Path, default=None, help="run directory (default runs/demo-<time>)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="run directory (default runs/demo-<time>)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny settings: a 2-3 minute run")
-    parser.add_argument("--data", default=None, help="use this dataset folder (any supported layout) instead of generating one")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="use this dataset folder (any supported layout) instead of generating one",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of every random choice (default 0)"
+    )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--epochs", type=int, default=None, help="override the main models' epochs")
-    parser.add_argument("--n-per-class", type=int, default=None, help="override the generated images per class")
+    parser.add_argument(
+        "--n-per-class", type=int, default=None, help="override the generated images per class"
+    )
     parser.add_argument("--size", type=int, default=None, help="override the image size")
     parser.set_defaults(func=run)
 
@@ -35,7 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from neurall_neuro.cli.demo_pipeline import DemoContext, run_pipeline
     from neurall_neuro.cli.demo_report import write_report
-    from neurall_neuro.cli.demo_stages import FULL, QUICK, STAGES, default_device, dump_settings, settings_with
+    from neurall_neuro.cli.demo_stages import (
+        FULL,
+        QUICK,
+        STAGES,
+        default_device,
+        dump_settings,
+        settings_with,
+    )
 
     settings = settings_with(
         QUICK if args.quick else FULL,

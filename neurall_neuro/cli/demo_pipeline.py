@@ -69,12 +69,15 @@ def _log(message: str) -> None:
 
 
 def run_pipeline(
-    stages: list[Stage], ctx: DemoContext, header: str, write_report: Callable[[DemoContext, list[StageRecord], str], Path]
+    stages: list[Stage],
+    ctx: DemoContext,
+    header: str,
+    write_report: Callable[[DemoContext, list[StageRecord], str], Path],
 ) -> list[StageRecord]:
     """Run ``stages`` in order; raise :class:`DemoStageError` at the first failure."""
     records = [StageRecord(s.key, s.title, "not run") for s in stages]
     start = time.monotonic()
-    for index, (stage, record) in enumerate(zip(stages, records), start=1):
+    for index, (stage, record) in enumerate(zip(stages, records, strict=True), start=1):
         _log(f"[{index}/{len(stages)}] {stage.title} ...")
         t0 = time.monotonic()
         try:

@@ -143,8 +143,14 @@ def stage_data(ctx: DemoContext) -> StageOutput:
         f"Near-duplicate pairs within the cohort (perceptual hash): {within}.",
     ]
     return StageOutput(
-        {"source": source, "layout": cohort.layout, "class_counts": counts, "patients": patients,
-         "scan": scan.to_dict(), "dedup": dedup.counts()},
+        {
+            "source": source,
+            "layout": cohort.layout,
+            "class_counts": counts,
+            "patients": patients,
+            "scan": scan.to_dict(),
+            "dedup": dedup.counts(),
+        },
         "\n".join(md),
     )
 
@@ -167,8 +173,15 @@ def stage_split(ctx: DemoContext) -> StageOutput:
         f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']} images. "
         f"Near-duplicate pairs across parts: {n_leaks}."
     )
-    return StageOutput({"group_by": split.group_by, "sizes": sizes, "cross_split_duplicates": n_leaks,
-                        "file": _rel(ctx, path)}, md)
+    return StageOutput(
+        {
+            "group_by": split.group_by,
+            "sizes": sizes,
+            "cross_split_duplicates": n_leaks,
+            "file": _rel(ctx, path),
+        },
+        md,
+    )
 
 
 # ------------------------------------------------------------------------- training
@@ -205,22 +218,35 @@ def stage_train(ctx: DemoContext) -> StageOutput:
         result = train(config)
         runs[name] = result
         test = result.test_metrics or {}
-        rows.append({
-            "model": name, "role": role, "parameters": result.parameters, "epochs": result.epochs_run,
-            "best_epoch": result.best_epoch, "train_time_s": round(result.train_time_s, 1),
-            "train_images_per_s": round(result.train_images_per_s, 1),
-            "best_val_acc": result.best_val_acc, "test_accuracy": test.get("accuracy"),
-            "test_accuracy_ci95": test.get("accuracy_ci95"), "test_balanced_accuracy": test.get("balanced_accuracy"),
-            "test_macro_f1": test.get("macro_f1"), "checkpoint": _rel(ctx, result.best_checkpoint),
-            "curves": _rel(ctx, result.curves_png) if result.curves_png else None,
-        })
+        rows.append(
+            {
+                "model": name,
+                "role": role,
+                "parameters": result.parameters,
+                "epochs": result.epochs_run,
+                "best_epoch": result.best_epoch,
+                "train_time_s": round(result.train_time_s, 1),
+                "train_images_per_s": round(result.train_images_per_s, 1),
+                "best_val_acc": result.best_val_acc,
+                "test_accuracy": test.get("accuracy"),
+                "test_accuracy_ci95": test.get("accuracy_ci95"),
+                "test_balanced_accuracy": test.get("balanced_accuracy"),
+                "test_macro_f1": test.get("macro_f1"),
+                "checkpoint": _rel(ctx, result.best_checkpoint),
+                "curves": _rel(ctx, result.curves_png) if result.curves_png else None,
+            }
+        )
     ctx.values["runs"] = runs
     md = [
         "| model | role | params | epochs | train time | test accuracy (95 % CI) | balanced acc. | macro-F1 |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        acc = _fmt_ci(r["test_accuracy"], r["test_accuracy_ci95"]) if r["test_accuracy"] is not None else "–"
+        acc = (
+            _fmt_ci(r["test_accuracy"], r["test_accuracy_ci95"])
+            if r["test_accuracy"] is not None
+            else "–"
+        )
         md.append(
             f"| {r['model']} | {r['role']} | {r['parameters']:,} | {r['epochs']} | {r['train_time_s']:.0f} s | "
             f"{acc} | {100 * (r['test_balanced_accuracy'] or 0):.1f} % | {100 * (r['test_macro_f1'] or 0):.1f} % |"
@@ -247,9 +273,16 @@ def stage_evaluate(ctx: DemoContext) -> StageOutput:
         run = ctx.values["runs"][name]
         out = ctx.path("evaluation", name)
         result = evaluate(
-            run.best_checkpoint, ctx.values["cohort"], out, split_file=ctx.values["split_file"],
-            split="test", robustness=("grayscale", "stain-jitter"), bootstrap=s.bootstrap,
-            seed=s.seed, device=s.device, progress=False,
+            run.best_checkpoint,
+            ctx.values["cohort"],
+            out,
+            split_file=ctx.values["split_file"],
+            split="test",
+            robustness=("grayscale", "stain-jitter"),
+            bootstrap=s.bootstrap,
+            seed=s.seed,
+            device=s.device,
+            progress=False,
         )
         results[name] = result.to_dict()
         md.append(f"**{name}** — {result.summary()}".replace("\n", "  \n"))
@@ -279,8 +312,12 @@ def stage_explain(ctx: DemoContext) -> StageOutput:
         ckpt = load_checkpoint(ctx.values["runs"][name].best_checkpoint)
         batch = _test_batch(ctx, ckpt.preprocessing, s.explain_n)
         result = explain_images(
-            ckpt, batch.images, ctx.path("explain", name), names=[r.path.stem for r in batch.records],
-            labels=batch.labels.tolist(), method="all",
+            ckpt,
+            batch.images,
+            ctx.path("explain", name),
+            names=[r.path.stem for r in batch.records],
+            labels=batch.labels.tolist(),
+            method="all",
         )
         files[name] = [_rel(ctx, f) for f in result.files]
         md.append(f"**{name}** ({', '.join(result.explanations)}):\n")
@@ -305,14 +342,19 @@ def stage_export(ctx: DemoContext) -> StageOutput:
     summary = graph_summary(graph)
     ctx.values["snn_checkpoint"] = ckpt
     ctx.values["snn_graph"] = graph
-    data: dict[str, Any] = {"nir": {"file": _rel(ctx, nir_path), "bytes": nir_path.stat().st_size, "summary": summary}}
+    data: dict[str, Any] = {
+        "nir": {"file": _rel(ctx, nir_path), "bytes": nir_path.stat().st_size, "summary": summary}
+    }
     md = [
         f"NIR: `{_rel(ctx, nir_path)}` ({nir_path.stat().st_size / 1024:.0f} KiB), "
         f"{summary['nodes']} nodes ({', '.join(f'{v} {k}' for k, v in summary['nodes_by_type'].items())}), "
         f"dt = {summary['dt']} s, T = {summary['timesteps']}.",
     ]
     try:
-        write_netx(quantize_graph(graph, timesteps=s.timesteps, netx_compatible=True), ctx.path("export", "neurallnet.net"))
+        write_netx(
+            quantize_graph(graph, timesteps=s.timesteps, netx_compatible=True),
+            ctx.path("export", "neurallnet.net"),
+        )
     except ConversionError as exc:
         data["netx_se_snn"] = {"exported": False, "reason": str(exc)}
         md.append(f"\nnetx (SE-SNN): not expressible — {exc}")
@@ -321,11 +363,19 @@ def stage_export(ctx: DemoContext) -> StageOutput:
     batch = _test_batch(ctx, nose.preprocessing, s.parity_n)
     from conversion.nir_export import to_nir
 
-    network = quantize_graph(to_nir(nose.model, class_names=nose.class_names), timesteps=s.timesteps,
-                             calibration=batch.images, netx_compatible=True)
+    network = quantize_graph(
+        to_nir(nose.model, class_names=nose.class_names),
+        timesteps=s.timesteps,
+        calibration=batch.images,
+        netx_compatible=True,
+    )
     netx_path = write_netx(network, ctx.path("export", "neurallnet-nose.net"))
     acc = quantization_accuracy(nose.model, network, batch.images, batch.labels, s.timesteps)
-    data["netx_nose"] = {"file": _rel(ctx, netx_path), "layers": [str(r) for r in network.report], **acc.to_dict()}
+    data["netx_nose"] = {
+        "file": _rel(ctx, netx_path),
+        "layers": [str(r) for r in network.report],
+        **acc.to_dict(),
+    }
     md += [
         f"\nnetx (no-SE ablation, a chain): `{_rel(ctx, netx_path)}`; {acc} on test images.",
         "",
@@ -343,8 +393,12 @@ def stage_deploy(ctx: DemoContext) -> StageOutput:
     ckpt = ctx.values["snn_checkpoint"]
     batch = _test_batch(ctx, ckpt.preprocessing, s.parity_n)
     report = parity_report(
-        ckpt.model, ctx.values["snn_graph"], batch.images, batch.labels,
-        ["torch", "loihi-emu", "lava-sim"], timesteps=s.timesteps,
+        ckpt.model,
+        ctx.values["snn_graph"],
+        batch.images,
+        batch.labels,
+        ["torch", "loihi-emu", "lava-sim"],
+        timesteps=s.timesteps,
         target_options={"torch": {"device": s.device}, "loihi-emu": {"device": s.device}},
         max_samples={"lava-sim": s.lava_n},
     )
@@ -365,7 +419,9 @@ def stage_energy(ctx: DemoContext) -> StageOutput:
     snn = ctx.values["snn_checkpoint"]
     cnn = load_checkpoint(ctx.values["runs"]["se-cnn"].best_checkpoint)
     batch = _test_batch(ctx, snn.preprocessing, s.energy_n)
-    report = energy_report(snn.model, cnn.model, batch.images, data=f"{len(batch.records)} test images")
+    report = energy_report(
+        snn.model, cnn.model, batch.images, data=f"{len(batch.records)} test images"
+    )
     plot = plot_report(report, ctx.path("energy", "energy.png"))
     md = to_markdown(report) + f"\n\n![energy]({_rel(ctx, plot)})"
     return StageOutput(report.to_dict(), md)
@@ -394,7 +450,10 @@ STAGES: tuple[Stage, ...] = (
 
 
 def dump_settings(settings: DemoSettings) -> str:
-    return json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()}, indent=2)
+    return json.dumps(
+        {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()},
+        indent=2,
+    )
 
 
 def default_device() -> str:

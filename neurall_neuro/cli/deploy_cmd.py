@@ -31,9 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="images for lava-sim, which simulates in Python processes and is slow (default 4)",
     )
     parser.add_argument("--lava-precision", choices=("fixed", "float"), default="fixed")
-    parser.add_argument("--device", default="cpu", help="device for torch and loihi-emu (cpu, cuda)")
+    parser.add_argument(
+        "--device", default="cpu", help="device for torch and loihi-emu (cpu, cuda)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for choosing the images")
-    parser.add_argument("--out", default="deploy-report", help="output folder (default deploy-report)")
+    parser.add_argument(
+        "--out", default="deploy-report", help="output folder (default deploy-report)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -48,18 +52,29 @@ def run(args: argparse.Namespace) -> int:
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = sorted(set(targets) - set(list_targets()))
     if unknown:
-        raise ConfigError(f"unknown target(s) {', '.join(unknown)}; valid options: {', '.join(list_targets())}")
+        raise ConfigError(
+            f"unknown target(s) {', '.join(unknown)}; valid options: {', '.join(list_targets())}"
+        )
     ckpt = load_checkpoint(args.checkpoint)
     if not hasattr(ckpt.model, "run"):
-        raise ConfigError(f"{args.checkpoint} holds a {ckpt.model_name!r}, not a spiking model; deploy needs an SE-SNN")
-    batch = sample_images(args.data, ckpt.preprocessing, n=args.n, seed=args.seed, class_names=ckpt.class_names)
+        raise ConfigError(
+            f"{args.checkpoint} holds a {ckpt.model_name!r}, not a spiking model; deploy needs an SE-SNN"
+        )
+    batch = sample_images(
+        args.data, ckpt.preprocessing, n=args.n, seed=args.seed, class_names=ckpt.class_names
+    )
     if batch.labels is None:
         raise DataError(
             f"the classes of {args.data} ({', '.join(batch.class_names)}) do not map onto the "
             f"checkpoint's ({', '.join(ckpt.class_names)})"
         )
     calibration = batch.images if ckpt.config.get("se_mode") == "analog" else None
-    graph = to_nir(ckpt.model, example_input=batch.images[:1], calibration=calibration, class_names=ckpt.class_names)
+    graph = to_nir(
+        ckpt.model,
+        example_input=batch.images[:1],
+        calibration=calibration,
+        class_names=ckpt.class_names,
+    )
     options = {
         "torch": {"device": args.device},
         "loihi-emu": {"device": args.device},

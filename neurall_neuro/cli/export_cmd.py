@@ -57,7 +57,9 @@ def load_calibration(root: Path, checkpoint: Any, n: int, seed: int) -> tuple[An
     when the dataset's classes map onto the checkpoint's."""
     from neurall_neuro.data.sampling import sample_images
 
-    batch = sample_images(root, checkpoint.preprocessing, n=n, seed=seed, class_names=checkpoint.class_names)
+    batch = sample_images(
+        root, checkpoint.preprocessing, n=n, seed=seed, class_names=checkpoint.class_names
+    )
     return batch.images, batch.labels
 
 

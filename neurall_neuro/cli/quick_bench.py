@@ -34,11 +34,16 @@ class QuickBenchmark:
             "| case | value | note |",
             "|---|---|---|",
         ]
-        lines += [f"| {r['case']} | {r['value']:.2f} {r['unit']} | {r.get('note', '')} |" for r in self.rows]
+        lines += [
+            f"| {r['case']} | {r['value']:.2f} {r['unit']} | {r.get('note', '')} |"
+            for r in self.rows
+        ]
         return "\n".join(lines)
 
 
-def quick_benchmark(snn_checkpoint: str | Path, cnn_checkpoint: str | Path, repeats: int = 10) -> QuickBenchmark:
+def quick_benchmark(
+    snn_checkpoint: str | Path, cnn_checkpoint: str | Path, repeats: int = 10
+) -> QuickBenchmark:
     from conversion.nir_export import to_nir
     from hw_targets.registry import get_target
     from neurall_neuro.models.checkpoint import load_checkpoint
@@ -52,20 +57,42 @@ def quick_benchmark(snn_checkpoint: str | Path, cnn_checkpoint: str | Path, repe
     fast = snn.model.to_inference()
     rows: list[dict[str, Any]] = []
     with torch.inference_mode():
-        same = bool(torch.equal(snn.model.run_stepwise(x32).logits.argmax(1), fast.run(x32).logits.argmax(1)))
+        same = bool(
+            torch.equal(
+                snn.model.run_stepwise(x32).logits.argmax(1), fast.run(x32).logits.argmax(1)
+            )
+        )
         ref = time_it(lambda: snn.model.run_stepwise(x1), repeats=repeats)
         ours = time_it(lambda: fast.run(x1), repeats=repeats)
         thr = time_it(lambda: fast.run(x32), repeats=max(3, repeats // 3))
         cnn_t = time_it(lambda: cnn.model(x1), repeats=repeats)
     rows += [
-        {"case": "SE-SNN batch-1 latency, Norse step loop (reference)", "value": 1e3 * ref.median_s, "unit": "ms"},
-        {"case": "SE-SNN batch-1 latency, fast path", "value": 1e3 * ours.median_s, "unit": "ms",
-         "note": f"{ref.median_s / ours.median_s:.1f}x faster; identical predictions: {same}"},
-        {"case": "SE-SNN batch-32 throughput, fast path", "value": 32 / thr.median_s, "unit": "img/s"},
+        {
+            "case": "SE-SNN batch-1 latency, Norse step loop (reference)",
+            "value": 1e3 * ref.median_s,
+            "unit": "ms",
+        },
+        {
+            "case": "SE-SNN batch-1 latency, fast path",
+            "value": 1e3 * ours.median_s,
+            "unit": "ms",
+            "note": f"{ref.median_s / ours.median_s:.1f}x faster; identical predictions: {same}",
+        },
+        {
+            "case": "SE-SNN batch-32 throughput, fast path",
+            "value": 32 / thr.median_s,
+            "unit": "img/s",
+        },
         {"case": "SE-CNN batch-1 latency", "value": 1e3 * cnn_t.median_s, "unit": "ms"},
     ]
     graph = to_nir(snn.model)
     with get_target("loihi-emu").compile(graph, timesteps=int(snn.config["timesteps"])) as deployed:
         emu = time_it(lambda: deployed.run(x32), repeats=max(2, repeats // 5), warmup=1)
-    rows.append({"case": "loihi-emu throughput (batch 32, CPU, bit-exact fixed point)", "value": 32 / emu.median_s, "unit": "img/s"})
+    rows.append(
+        {
+            "case": "loihi-emu throughput (batch 32, CPU, bit-exact fixed point)",
+            "value": 32 / emu.median_s,
+            "unit": "img/s",
+        }
+    )
     return QuickBenchmark(rows)

@@ -97,7 +97,9 @@ def read_checkpoint_dict(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a neurall-neuro checkpoint (expected a dict with format={FORMAT!r}); "
@@ -108,7 +110,11 @@ def read_checkpoint_dict(path: str | Path) -> dict[str, Any]:
             f"{path} has checkpoint format version {payload['format_version']}; "
             f"this neurall-neuro reads up to version {FORMAT_VERSION}"
         )
-    missing = [k for k in ("model", "config", "class_names", "preprocessing", "state_dict") if k not in payload]
+    missing = [
+        k
+        for k in ("model", "config", "class_names", "preprocessing", "state_dict")
+        if k not in payload
+    ]
     if missing:
         raise CheckpointError(f"{path} lacks required field(s): {', '.join(missing)}")
     return payload
@@ -124,7 +130,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not match model {payload['model']!r}: {exc}") from exc
+        raise CheckpointError(
+            f"{path}: weights do not match model {payload['model']!r}: {exc}"
+        ) from exc
     model.to(map_location).eval()
     return Checkpoint(
         model=model,

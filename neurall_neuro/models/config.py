@@ -43,7 +43,9 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{name}={value!r} is invalid; valid options: {', '.join(map(str, choices))}")
+        raise ConfigError(
+            f"{name}={value!r} is invalid; valid options: {', '.join(map(str, choices))}"
+        )
 
 
 def check_positive(name: str, value: float) -> None:

@@ -11,11 +11,12 @@ Same weights, same arithmetic, less overhead. It relies on three facts:
 
 .. math::
     d = I[t] - v;\quad d \leftarrow (\Delta t/\tau)\, d;\quad v \leftarrow v + d;\quad
-    z = [v > v_\text{th}];\quad v \leftarrow 0 \text{ where } z,
+    z = [v > v_\text{th}];\quad v \leftarrow v - v z,
 
 so spikes are bit-identical to ``norse.torch.functional.lif_box_feed_forward_step``
 (``(I + v_leak) - v`` with ``v_leak = 0`` rounds the same as ``I - v``, and
-``v - v_th > 0`` holds exactly when ``v > v_th`` for finite floats).
+``v - v_th > 0`` holds exactly when ``v > v_th`` for finite floats, and ``v - v z`` is
+exactly Norse's reset ``(1 - z) v + z v_reset`` for ``z`` in {0, 1} and ``v_reset = 0``).
 
 Optional ``channels_last`` memory format is measured in ``benchmarks/``; it is used only
 where it pays.
@@ -39,22 +40,35 @@ def lif_multi_step(
     """Run a box-LIF population over time without autograd; returns ``[T, ...]`` spikes.
 
     ``currents`` is ``[T, ...]``, or ``[...]`` together with ``steps`` for a constant input.
-    ``decay`` is the 0-dim tensor ``dt * (1/tau)`` computed exactly as Norse does.
+    ``decay`` is the 0-dim tensor ``dt * (1/tau)`` computed exactly as Norse does. State
+    and spikes keep the input's memory format (channels-last stays channels-last).
     """
     constant = steps is not None
+    first = currents if constant else currents[0]
     steps = steps if constant else currents.shape[0]
-    shape = currents.shape if constant else currents.shape[1:]
-    v = torch.zeros(shape, dtype=currents.dtype, device=currents.device)
-    spikes = torch.empty((steps, *shape), dtype=currents.dtype, device=currents.device)
-    delta = torch.empty_like(v)
+    v = torch.zeros_like(first)
+    delta = torch.empty_like(first)
+    spikes = _empty_steps(first, steps)
     for t in range(steps):
         torch.sub(currents if constant else currents[t], v, out=delta)
         delta.mul_(decay)
         v.add_(delta)
-        fired = v > v_th
-        spikes[t] = fired
-        v.masked_fill_(fired, 0.0)
+        torch.gt(v, v_th, out=spikes[t])  # z as 0./1. in the spike tensor itself
+        v.addcmul_(v, spikes[t], value=-1.0)  # v - v*z: exactly 0 where z = 1, v elsewhere
     return spikes
+
+
+def _empty_steps(like: torch.Tensor, steps: int) -> torch.Tensor:
+    """An uninitialised ``[steps, *like.shape]`` tensor whose every step has ``like``'s layout."""
+    if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last):
+        folded = torch.empty(
+            (steps * like.shape[0], *like.shape[1:]),
+            dtype=like.dtype,
+            device=like.device,
+            memory_format=torch.channels_last,
+        )
+        return folded.unflatten(0, (steps, like.shape[0]))
+    return torch.empty((steps, *like.shape), dtype=like.dtype, device=like.device)
 
 
 def _decay(layer: LIFLayer) -> torch.Tensor:
@@ -72,7 +86,11 @@ class InferenceNeurAllNet(nn.Module):
             p.requires_grad_(False)
         self.channels_last = channels_last
         if channels_last:
-            self.model.to(memory_format=torch.channels_last)
+            # Spatial convolutions only: the SE block's 1x1 convolutions on 1x1 maps would
+            # pick another kernel for channels-last weights and round differently.
+            for module in self.model.modules():
+                if isinstance(module, nn.Conv2d) and module.kernel_size != (1, 1):
+                    module.to(memory_format=torch.channels_last)
         self.config = self.model.config
 
     def _lif(self, layer: LIFLayer, x: torch.Tensor, steps: int, constant: bool) -> torch.Tensor:
@@ -81,17 +99,26 @@ class InferenceNeurAllNet(nn.Module):
     def _se(self, block: SEBlock, spikes: torch.Tensor) -> torch.Tensor:
         steps, batch = spikes.shape[:2]
         folded = spikes.flatten(0, 1)
-        hidden = block.fc1(block.squeeze(folded))
+        # The spatial mean in the reference's NCHW order: a channels-last reduction sums in
+        # another order and the gate would differ in its last bits (the copy is small).
+        hidden = block.fc1(block.squeeze(folded.contiguous()))
         if block.mode == "spiking":
             hidden = self._lif(block.act1, hidden.unflatten(0, (steps, batch)), steps, False)
-            gate = self._lif(block.act2, block.fc2(hidden.flatten(0, 1)).unflatten(0, (steps, batch)), steps, False)
+            gate = self._lif(
+                block.act2,
+                block.fc2(hidden.flatten(0, 1)).unflatten(0, (steps, batch)),
+                steps,
+                False,
+            )
             gate = gate.flatten(0, 1)
         else:
             gate = block.act2(block.fc2(block.act1(hidden)))
         return (folded * gate).unflatten(0, (steps, batch))
 
     @torch.inference_mode()
-    def run(self, images: torch.Tensor, timesteps: int | None = None, record: bool = False) -> SNNRun:
+    def run(
+        self, images: torch.Tensor, timesteps: int | None = None, record: bool = False
+    ) -> SNNRun:
         steps = timesteps or self.config.timesteps
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)

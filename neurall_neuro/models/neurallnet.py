@@ -73,14 +73,23 @@ class NeurAllNetConfig:
 
     def __post_init__(self) -> None:
         check_choice("se_mode", self.se_mode, SE_MODES)
-        for name in ("num_classes", "in_channels", "input_size", "timesteps", "se_reduction", "stem_stride"):
+        for name in (
+            "num_classes",
+            "in_channels",
+            "input_size",
+            "timesteps",
+            "se_reduction",
+            "stem_stride",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.num_classes < 2:
             raise ConfigError(f"num_classes must be >= 2, got {self.num_classes}")
         if not self.channels or any(int(c) < 1 for c in self.channels):
-            raise ConfigError(f"channels must be a non-empty list of positive widths, got {self.channels!r}")
+            raise ConfigError(
+                f"channels must be a non-empty list of positive widths, got {self.channels!r}"
+            )
         bad = [s for s in self.se_stages if not 1 <= s <= len(self.channels)]
         if bad:
             raise ConfigError(
@@ -127,7 +136,12 @@ class NeurAllNet(nn.Module):
         self.stem = nn.Sequential(
             OrderedDict(
                 conv=nn.Conv2d(
-                    config.in_channels, widths[0], 3, stride=config.stem_stride, padding=1, bias=False
+                    config.in_channels,
+                    widths[0],
+                    3,
+                    stride=config.stem_stride,
+                    padding=1,
+                    bias=False,
                 ),
                 bn=nn.BatchNorm2d(widths[0]),
             )
@@ -191,14 +205,14 @@ class NeurAllNet(nn.Module):
     def run_stepwise(
         self, images: torch.Tensor, timesteps: int | None = None, record: bool = False
     ) -> SNNRun:
-        """The classic Norse loop: every layer is stepped once per timestep."""
+        """The classic Norse loop, as a researcher writes it: at every timestep the whole
+        network, first convolution included, is stepped once on the (static) image."""
         steps = timesteps or self.config.timesteps
-        current = self.encode(images)
         states: dict[str, object] = {}
         outputs = []
         recorded: dict[str, list[torch.Tensor]] = {}
         for _ in range(steps):
-            x = current
+            x = self.encode(images)
             for name, module in self.body.named_children():
                 if getattr(module, "stateful", False):
                     x, states[name] = module.step(x, states.get(name))

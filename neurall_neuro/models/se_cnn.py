@@ -91,7 +91,9 @@ class SECNN(nn.Module):
         stages: OrderedDict[str, nn.Module] = OrderedDict()
         previous = config.in_channels
         for index, width in enumerate(widths, start=1):
-            stages[f"stage{index}"] = ResidualSEStage(previous, width, config.se, config.se_reduction)
+            stages[f"stage{index}"] = ResidualSEStage(
+                previous, width, config.se, config.se_reduction
+            )
             previous = width
         self.features = nn.Sequential(stages)
         self.pool = nn.AdaptiveAvgPool2d(1)

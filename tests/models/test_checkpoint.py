@@ -17,7 +17,9 @@ def test_round_trip_rebuilds_the_same_model(tmp_path, name):
     if name == "neurallnet":
         cfg.update(timesteps=2, se_mode="analog")
     model = get_model(name, **cfg).eval()
-    path = save_checkpoint(tmp_path / "m.pt", model, ["A", "B", "C", "D"], {"size": 16}, {"epoch": 7})
+    path = save_checkpoint(
+        tmp_path / "m.pt", model, ["A", "B", "C", "D"], {"size": 16}, {"epoch": 7}
+    )
     # Plain torch loading with weights_only=True works (no pickled classes).
     raw = torch.load(path, weights_only=True)
     assert raw["model"] == name and raw["config"]["input_size"] == 16

@@ -34,7 +34,11 @@ def test_unknown_config_option_lists_valid_ones():
 @pytest.mark.parametrize("name", ["neurallnet", "neurallnet-nose", "se-cnn", "se-cnn-nose"])
 @pytest.mark.parametrize("classes", [2, 4])
 def test_output_shapes(name, classes):
-    cfg = dict(TINY_SNN) if name.startswith("neurallnet") else dict(input_size=16, channels=[4, 8, 8, 8])
+    cfg = (
+        dict(TINY_SNN)
+        if name.startswith("neurallnet")
+        else dict(input_size=16, channels=[4, 8, 8, 8])
+    )
     model = get_model(name, num_classes=classes, **cfg).eval()
     out = model(torch.rand(5, 3, 16, 16))
     assert out.shape == (5, classes)
