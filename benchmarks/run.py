@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import cases  # noqa: E402
-from neurall_neuro.benchmarking import Environment, peak_rss_mb  # noqa: E402
+from neurall_neuro.benchmarking import Environment, peak_rss_mib  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["loihi"] = cases.loihi(quick=args.quick, lava=not args.no_lava, rows=rows)
     results["energy_counting"] = cases.energy_counting(models, quick=args.quick, rows=rows)
     results["footprint"] = cases.footprint(models, rows=rows)
-    results["peak_rss_mb"] = peak_rss_mb()
-    rows.append({"case": "peak RSS of the whole run", "ours": results["peak_rss_mb"], "unit": "MB"})
+    results["peak_rss_mib"] = peak_rss_mib()
+    rows.append({"case": "peak RSS of the whole run", "ours": results["peak_rss_mib"], "unit": "MiB"})
     results["rows"] = rows
 
     print(cases.render(rows, results["environment"]))

@@ -5,7 +5,7 @@
 >>> problems = target.check("model.nir")                # [] when it can run the graph
 >>> deployed = target.compile("model.nir", timesteps=16)
 >>> result = deployed.run(images)                       # RunResult
->>> result.scores.shape, result.spike_counts["lif1"].shape   # ([B, K], [B])
+>>> result.scores.shape, result.spike_counts["body.lif1"].shape   # ([B, K], [B]); keys are NIR node names
 
 A target is a small :class:`Target` subclass registered under a name with
 :func:`hw_targets.registry.register_target`; ``compile`` returns a :class:`Deployed`

@@ -113,7 +113,8 @@ def parity_report(
     labels_np = labels.numpy()
     names = reference_layer_names(list(ref.spikes))
     ref_counts = {
-        names[k]: v.flatten(2).sum(dim=(0, 2)).numpy().astype(np.int64) for k, v in ref.spikes.items()
+        names[k]: v.flatten(2).sum(dim=(0, 2)).numpy().astype(np.int64)
+        for k, v in ref.spikes.items()
     }
     results = []
     for name in track(list(targets), "targets"):
@@ -159,7 +160,9 @@ def _run_target(
         with target.compile(graph, timesteps=timesteps, **options) as deployed:
             result = deployed.run(images[:n])
     except Exception as exc:  # noqa: BLE001 - reported per target, the others still run
-        return TargetParity(name, "failed", reason=f"{type(exc).__name__}: {exc}", n=n, options=options)
+        return TargetParity(
+            name, "failed", reason=f"{type(exc).__name__}: {exc}", n=n, options=options
+        )
     pred = result.predictions()
     layers = {}
     for node, counts in result.spike_counts.items():
@@ -168,8 +171,12 @@ def _run_target(
         ref = ref_counts.get(node)
         layers[node] = LayerParity(
             firing_rate=rate,
-            reference_firing_rate=float(ref[:n].mean() / (neurons * timesteps)) if ref is not None and neurons else None,
-            count_correlation=_correlation(counts.astype(float), ref[:n].astype(float)) if ref is not None else None,
+            reference_firing_rate=float(ref[:n].mean() / (neurons * timesteps))
+            if ref is not None and neurons
+            else None,
+            count_correlation=_correlation(counts.astype(float), ref[:n].astype(float))
+            if ref is not None
+            else None,
             counts_equal_fraction=float((counts == ref[:n]).mean()) if ref is not None else None,
         )
     return TargetParity(
@@ -190,7 +197,9 @@ def render_table(report: ParityReport) -> str:
     """A plain-text table (also used in the demo's report)."""
     head = f"{'target':<12} {'status':<8} {'n':>4} {'accuracy':>9} {'agree':>7} {'ms/img':>9} {'img/s':>9}"
     lines = [head, "-" * len(head)]
-    lines.append(f"{'norse':<12} {'ref':<8} {report.n:>4} {report.reference_accuracy:>9.3f} {1.0:>7.3f} {'':>9} {'':>9}")
+    lines.append(
+        f"{'norse':<12} {'ref':<8} {report.n:>4} {report.reference_accuracy:>9.3f} {1.0:>7.3f} {'':>9} {'':>9}"
+    )
     for t in report.targets:
         if t.status != "ok":
             lines.append(f"{t.target:<12} {t.status:<8} {t.n:>4}  {t.reason[:70]}")
@@ -212,15 +221,25 @@ def plot_report(report: ParityReport, path: str | Path) -> Path:
     ok = [t for t in report.targets if t.status == "ok"]
     layers: list[str] = []
     for t in ok:
-        layers += [n for n, lp in t.layers.items() if lp.reference_firing_rate is not None and n not in layers]
+        layers += [
+            n
+            for n, lp in t.layers.items()
+            if lp.reference_firing_rate is not None and n not in layers
+        ]
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(layers) + 2), 4))
     width = 0.8 / (len(ok) + 1)
     x = np.arange(len(layers))
-    ref = [next((t.layers[n].reference_firing_rate for t in ok if n in t.layers), 0.0) for n in layers]
+    ref = [
+        next((t.layers[n].reference_firing_rate for t in ok if n in t.layers), 0.0) for n in layers
+    ]
     ax.bar(x, ref, width, label="norse (reference)")
     for i, t in enumerate(ok, start=1):
-        ax.bar(x + i * width, [t.layers[n].firing_rate if n in t.layers else 0.0 for n in layers], width,
-               label=f"{t.target} (agree {t.agreement_with_norse:.0%})")
+        ax.bar(
+            x + i * width,
+            [t.layers[n].firing_rate if n in t.layers else 0.0 for n in layers],
+            width,
+            label=f"{t.target} (agree {t.agreement_with_norse:.0%})",
+        )
     ax.set_xticks(x + width * len(ok) / 2)
     ax.set_xticklabels([n.replace("body.", "") for n in layers], rotation=30, ha="right")
     ax.set_ylabel("firing rate (spikes / neuron / step)")

@@ -49,8 +49,8 @@ def time_it(
     return Timing(statistics.median(samples), min(samples), max(samples), repeats)
 
 
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (MB)."""
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far (MiB; Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

@@ -16,12 +16,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "firing rates, latency and throughput. Writes parity.json and parity.png."
         ),
     )
-    parser.add_argument("--checkpoint", required=True, help="SE-SNN checkpoint (.pt)")
-    parser.add_argument("--data", required=True, help="dataset folder (any supported layout)")
+    parser.add_argument("--checkpoint", help="SE-SNN checkpoint (.pt)")
+    parser.add_argument("--data", help="dataset folder (any supported layout)")
     parser.add_argument(
         "--targets",
         default="torch,loihi-emu,lava-sim",
         help="comma-separated targets (see --list-targets); default: torch,loihi-emu,lava-sim",
+    )
+    parser.add_argument(
+        "--list-targets", action="store_true", help="list the registered targets and exit"
     )
     parser.add_argument("--n", type=int, default=32, help="images to run (default 32)")
     parser.add_argument(
@@ -49,6 +52,14 @@ def run(args: argparse.Namespace) -> int:
     from neurall_neuro.errors import ConfigError, DataError
     from neurall_neuro.models.checkpoint import load_checkpoint
 
+    if args.list_targets:
+        from hw_targets.registry import get_target
+
+        for name in list_targets():
+            print(f"{name:<10} {get_target(name).description}")
+        return 0
+    if not args.checkpoint or not args.data:
+        raise ConfigError("neurall deploy needs --checkpoint CKPT and --data DIR (or --list-targets)")
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = sorted(set(targets) - set(list_targets()))
     if unknown:

@@ -1,4 +1,4 @@
-"""``neurall export``: a trained checkpoint to a NIR graph (or, later, a lava-dl netx file).
+"""``neurall export``: a trained checkpoint to a NIR graph or a quantised lava-dl netx file.
 
     neurall export --checkpoint CKPT --format nir --out model.nir
     neurall export --checkpoint CKPT --out model.nir --calibration-data DIR --n 256
@@ -22,7 +22,7 @@ FORMATS = ("nir", "netx")
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="export a checkpoint to NIR (neuromorphic intermediate representation)",
+        help="export a checkpoint to NIR or to a quantised lava-dl netx file (Loihi)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

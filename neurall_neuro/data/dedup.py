@@ -512,7 +512,7 @@ def check_duplicates(
         settings={
             "hash": "imagehash.phash(8x8) + imagehash.dhash(8x8), 128 bits",
             "candidate_distance": cand_d,
-            "confirmation": "phase-correlation alignment + band-pass correlation of 64 px thumbnails",
+            "confirmation": f"phase-correlation alignment + band-pass correlation of {THUMB_SIZE} px thumbnails",
             "min_similarity": min_sim,
         },
         cohorts=[
