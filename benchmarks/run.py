@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["energy_counting"] = cases.energy_counting(models, quick=args.quick, rows=rows)
     results["footprint"] = cases.footprint(models, rows=rows)
     results["peak_rss_mib"] = peak_rss_mib()
-    rows.append({"case": "peak RSS of the whole run", "ours": results["peak_rss_mib"], "unit": "MiB"})
+    rows.append(
+        {"case": "peak RSS of the whole run", "ours": results["peak_rss_mib"], "unit": "MiB"}
+    )
     results["rows"] = rows
 
     print(cases.render(rows, results["environment"]))

@@ -59,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:<10} {get_target(name).description}")
         return 0
     if not args.checkpoint or not args.data:
-        raise ConfigError("neurall deploy needs --checkpoint CKPT and --data DIR (or --list-targets)")
+        raise ConfigError(
+            "neurall deploy needs --checkpoint CKPT and --data DIR (or --list-targets)"
+        )
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = sorted(set(targets) - set(list_targets()))
     if unknown:
