@@ -38,7 +38,11 @@ exponent <= 7), the per-step input (24-bit state) and, for the readout, ``T`` st
 integration in range. Each synapse layer then gets the smallest weight exponent that
 fits its ``lambda W'`` into [-256, 254] (or, with ``weight_percentile < 100``, that fits
 that percentile of ``|lambda W'|``, clipping the outliers for finer resolution);
-mantissas are rounded to even values. Thresholds and biases use the same
+mantissas are rounded to even values. Convolution synapses never get a negative
+exponent: Lava's Conv process ignores ``weight_exp`` (a positive one can be folded into
+the mantissas exactly, a negative one cannot), so a conv whose weights are small in
+``lambda`` units keeps fewer significant bits instead of becoming impossible to run in
+Lava. Thresholds and biases use the same
 ``lambda``. Every layer's scale, exponent, clipped fraction and largest absolute error
 (in the NIR's own units) is in ``network.report``.
 """
@@ -692,7 +696,7 @@ def quantize_graph(
         scale = 1.0 if not math.isfinite(scale) else scale
         for s in ins:
             mant, exp, scaled, rep = _quantize_weights(
-                s, scale, spec.alpha, min_exp, weight_percentile
+                s, scale, spec.alpha, 0 if s.kind == "conv" else min_exp, weight_percentile
             )
             report.append(rep)
             synapses.append(
