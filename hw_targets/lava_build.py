@@ -127,9 +127,32 @@ def _dense(weights: np.ndarray, exp: int, delay: int, precision: Precision, name
     return Dense(weights=weights, **kwargs)
 
 
+LAVA_MAX_GROUPS = 127
+"""Lava's Conv process models hold ``groups`` in an int8 Var: 160 groups become -96."""
+
+
+def ungroup_conv_weight(weight: np.ndarray, groups: int) -> np.ndarray:
+    """The ``groups=1`` weight ``(O, I, kh, kw)`` of a grouped convolution (block diagonal).
+
+    Output channel ``o`` of group ``g = o // (O / groups)`` reads input channels
+    ``g * I_g ... (g + 1) * I_g - 1``; every other input channel gets weight 0, so the
+    ungrouped convolution computes exactly the same sums.
+    """
+    out_c, in_per_group = weight.shape[:2]
+    out_per_group = out_c // groups
+    dense = np.zeros((out_c, in_per_group * groups, *weight.shape[2:]), dtype=weight.dtype)
+    for o in range(out_c):
+        g = o // out_per_group
+        dense[o, g * in_per_group : (g + 1) * in_per_group] = weight[o]
+    return dense
+
+
 def _conv(weight: np.ndarray, syn: Synapse, src_shape: tuple[int, ...], name: str) -> Any:
     from lava.proc.conv.process import Conv
 
+    groups = int(syn.groups)
+    if groups > LAVA_MAX_GROUPS:
+        weight, groups = ungroup_conv_weight(weight, groups), 1
     lava_w = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1))
     return Conv(
         weight=lava_w,
@@ -137,7 +160,7 @@ def _conv(weight: np.ndarray, syn: Synapse, src_shape: tuple[int, ...], name: st
         padding=tuple(syn.padding[::-1]),
         stride=tuple(syn.stride[::-1]),
         dilation=tuple(syn.dilation[::-1]),
-        groups=int(syn.groups),
+        groups=groups,
         weight_exp=0,
         name=name,
     )

@@ -18,8 +18,11 @@ parameters).
 * **Recording**: spikes of every group and the voltages asked for go through
   :mod:`hw_targets.lava_procs.recorders` into memory-mapped files (``Var.get`` is too
   slow for whole spike trains).
-* **Cleanup**: the runtime is always stopped (``try/finally``, also on exceptions and
-  ``KeyboardInterrupt``), so no Lava child process outlives a ``run`` call.
+* **Cleanup**: the runtime is always stopped, also on exceptions and
+  ``KeyboardInterrupt``, so no Lava child process outlives a ``run`` call. After a
+  failure inside a Lava process model, ``stop()`` would wait forever for runtime
+  services that are gone; the run is torn down by killing the children instead, and
+  the children's exceptions are raised as one :class:`TargetError`.
 
 Lava is imported only when a graph is run, so the rest of the library works without it.
 """
@@ -149,9 +152,15 @@ def run_sample(
                 if done > 0:  # the first call (one step) also compiles and starts Lava
                     run_s += time.perf_counter() - t0
                 done = boundary
-        finally:
-            if started:
-                _stop(graph.root)
+        except BaseException as exc:
+            failures = _abort(graph.root) if started else []
+            if isinstance(exc, Exception) and failures:
+                raise TargetError(
+                    "Lava failed while running the network: " + " | ".join(failures)
+                ) from exc
+            raise
+        if started:
+            _stop(graph.root)
         spikes, volts = read_recordings(graph)
         return spikes, volts, run_s / max(steps - 1, 1)
 
@@ -159,8 +168,46 @@ def run_sample(
 def _stop(root: Any) -> None:
     try:
         root.stop()
-    except Exception as exc:  # noqa: BLE001 - stopping must not mask the original error
+    except Exception as exc:  # noqa: BLE001 - a failed stop is reported, not fatal
         warnings.warn(f"stopping the Lava runtime failed: {exc}", RuntimeWarning, stacklevel=2)
+
+
+def _abort(root: Any) -> list[str]:
+    """Tear a failed Lava run down without ``root.stop()`` and say what failed.
+
+    After an exception inside a process model, Lava's runtime services are gone, and
+    ``stop()`` would wait forever for their "terminated" answers. Instead: collect the
+    child processes' exceptions, kill the ones still alive, shut the shared-memory
+    manager and the watchdogs down. Returns the last line of each child's traceback.
+    """
+    runtime = getattr(root, "_runtime", None)
+    infra = getattr(runtime, "_messaging_infrastructure", None)
+    actors = list(getattr(infra, "actors", []))
+    failures: list[str] = []
+    for actor in actors:
+        try:
+            info = actor.exception
+        except (OSError, ValueError):
+            info = None
+        if info:
+            failures.append(str(info[1]).strip().splitlines()[-1])
+    for actor in actors:
+        try:
+            if actor.is_alive():
+                actor.kill()
+        except ValueError:  # already joined and closed by Lava
+            pass
+    for cleanup in (
+        getattr(infra, "stop", None),
+        getattr(getattr(runtime, "_watchdog_manager", None), "stop", None),
+    ):
+        if cleanup is None:
+            continue
+        try:
+            cleanup()
+        except Exception as exc:  # noqa: BLE001 - best effort after a failure
+            warnings.warn(f"cleaning up after a Lava failure: {exc}", RuntimeWarning, stacklevel=2)
+    return list(dict.fromkeys(failures))
 
 
 class LavaDeployed(Deployed):

@@ -136,6 +136,34 @@ def test_se_snn_float_matches_the_float_nir_model(se_graph):
     )
 
 
+def test_more_than_127_channel_groups_bit_exact(se_graph, same_traces):
+    """Lava's Conv keeps ``groups`` in int8 (160 -> -96); the SE broadcast conv with 130
+    groups must still run, bit-exact with the emulator."""
+    images = np.random.default_rng(3).uniform(0, 1, (1, 3, 4, 4))
+    emu, _ = both(
+        se_graph(h=4, c2=130, T=4),
+        images,
+        same_traces,
+        timesteps=4,
+        quantization={"calibration": images},
+    )
+    assert emu.spike_counts["se_and"].sum() > 0, emu.spike_counts
+
+
+def test_ungrouped_conv_weight_matches_torch_grouped_conv():
+    from hw_targets.lava_build import ungroup_conv_weight
+
+    rng = np.random.default_rng(0)
+    for groups, c_in, c_out in [(2, 4, 6), (3, 3, 3), (5, 10, 5)]:
+        w = rng.normal(size=(c_out, c_in // groups, 3, 3))
+        x = torch.tensor(rng.normal(size=(1, c_in, 5, 5)))
+        grouped = torch.nn.functional.conv2d(x, torch.tensor(w), groups=groups, padding=1)
+        dense = torch.nn.functional.conv2d(
+            x, torch.tensor(ungroup_conv_weight(w, groups)), padding=1
+        )
+        torch.testing.assert_close(dense, grouped)
+
+
 @st.composite
 def random_chain(draw) -> tuple[LoihiNetwork, np.ndarray]:
     """Input (C, H, W) -> 1..3 conv/dense layers with random decays, thresholds, biases,
@@ -236,4 +264,25 @@ def test_lava_is_stopped_on_errors_and_interrupts(chain_graph, monkeypatch, erro
     deadline = time.monotonic() + 10
     while len(_lava_children()) > before and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert len(_lava_children()) == before
+
+
+def test_a_failure_inside_lava_is_reported_and_cleaned_up(chain_graph, monkeypatch):
+    """An exception inside a Lava process model (a child process) becomes one TargetError
+    naming it, instead of a hang in ``stop()``; no Lava process is left behind."""
+    import lava.proc.conv.utils as conv_utils
+
+    from neurall_neuro.errors import TargetError
+
+    def broken_conv(*args, **kwargs):
+        raise ValueError("conv exploded")
+
+    images = np.random.default_rng(0).uniform(0, 1, (1, 2, 6, 6))
+    dep = get_target("lava-sim").compile(
+        chain_graph(), timesteps=3, quantization={"calibration": images}
+    )
+    monkeypatch.setattr(conv_utils, "conv", broken_conv)  # inherited by the forked children
+    before = len(_lava_children())
+    with pytest.raises(TargetError, match="conv exploded"):
+        dep.run(images)
     assert len(_lava_children()) == before
