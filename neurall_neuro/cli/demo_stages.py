@@ -64,19 +64,19 @@ FULL = DemoSettings(
     bootstrap=1000,
     explain_n=4,
     parity_n=32,
-    lava_n=2,
+    lava_n=1,
     energy_n=64,
     bench_repeats=10,
 )
 
 QUICK = DemoSettings(
-    n_per_class=24,
+    n_per_class=32,
     size=32,
     patients_per_class=6,
     timesteps=3,
     snn_channels=(8, 16, 16, 16),
     cnn_channels=(8, 16, 16, 16),
-    epochs=3,
+    epochs=8,
     ablation_epochs=1,
     lr=3e-3,
     batch_size=16,
