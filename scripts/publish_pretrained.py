@@ -29,7 +29,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from neurall_neuro.benchmarking import cpu_model, time_it  # noqa: E402
+from neurall_neuro.data.layouts import load_cohort  # noqa: E402
+from neurall_neuro.data.sampling import sample_images  # noqa: E402
+from neurall_neuro.data.splits import Split  # noqa: E402
 from neurall_neuro.evaluation.evaluator import evaluate  # noqa: E402
+from neurall_neuro.explain.class_mean import class_mean_maps, plot_class_mean_maps  # noqa: E402
 from neurall_neuro.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from neurall_neuro.models.summary import model_size  # noqa: E402
 
@@ -49,6 +53,14 @@ def latency_ms(model: torch.nn.Module, size: int, threads: int) -> dict[str, flo
         else:
             out["eager"] = 1e3 * time_it(lambda: model(x), repeats=30, warmup=3).median_s
     return out
+
+
+def saliency_figure(best, data: Path, split_file: Path, path: Path, title: str) -> Path:
+    """Mean Grad-CAM (and SAM) map per true class over the test split: no image content."""
+    test = Split.load(split_file).apply(load_cohort(data))["test"]
+    batch = sample_images(test, best.preprocessing, class_names=best.class_names)
+    result = class_mean_maps(best.model, batch.images, batch.labels, best.class_names)
+    return plot_class_mean_maps(result, path, f"{title}: mean saliency per true class, test split")
 
 
 def main() -> None:
@@ -119,8 +131,12 @@ def main() -> None:
         "test": sections["test"],
         "latency_ms_batch1_cpu": latency_ms(best.model, int(best.preprocessing["size"]), args.threads),
         "latency_threads": args.threads,
+        "saliency_figure": saliency_figure(
+            best, args.data, run / "split.json", args.out / f"{args.name}.saliency.png", args.name
+        ).name,
         "paper_neurallnet": PAPER,
         "notes": args.note,
+        "checkpoint": None if args.no_checkpoint else f"{args.name}.pt",
     }
     (args.out / f"{args.name}.json").write_text(json.dumps(card, indent=2))
     (args.out / f"{args.name}.md").write_text(render_card(card))
@@ -182,9 +198,16 @@ def render_card(card: dict) -> str:
     lines += ["", "Per class on the test split:", "", "| class | sensitivity | specificity | PPV | NPV |", "|---|---|---|---|---|"]
     for cls, m in t["per_class"].items():
         lines.append(f"| {cls} | {_pct(m['sensitivity'])} | {_pct(m['specificity'])} | {_pct(m['ppv'])} | {_pct(m['npv'])} |")
-    lines += ["", "Robustness on the test split (colour shortcuts):", "", "| input | accuracy | change |", "|---|---|---|"]
+    lines += ["", "Robustness on the test split (colour shortcuts):", "",
+              "| input | accuracy (95 % CI) | balanced accuracy | macro-F1 | accuracy change |", "|---|---|---|---|---|",
+              f"| as is | {_pct(t['accuracy'])} ({_ci(t['accuracy_ci95'])}) | {_pct(t['balanced_accuracy'])} | "
+              f"{_pct(t['macro_f1'])} | |"]
     for name, r in t.get("robustness", {}).items():
-        lines.append(f"| {name} | {_pct(r['accuracy'])} | {-100 * r['drop']['accuracy']:+.2f} points |")
+        lines.append(f"| {name} | {_pct(r['accuracy'])} ({_ci(r['accuracy_ci95'])}) | {_pct(r['balanced_accuracy'])} | "
+                     f"{_pct(r['macro_f1'])} | {-100 * r['drop']['accuracy']:+.2f} points |")
+    lines += ["", f"Where the model looks: [mean saliency per true class]({card['saliency_figure']}) over the "
+              "test split (Grad-CAM" + (" and SAM" if "fast_path" in card["latency_ms_batch1_cpu"] else "")
+              + " of the last spiking/convolutional stage; averaged maps only, no image content)."]
     lat = card["latency_ms_batch1_cpu"]
     lat_text = ", ".join(f"{k.replace('_', ' ')} {ms:.1f} ms" for k, ms in lat.items())
     p = card["paper_neurallnet"]
@@ -203,8 +226,10 @@ def render_card(card: dict) -> str:
         "groups near-duplicate frames, not patients: images of one patient can sit on both sides.",
         "* Colour is a strong cue in this dataset (staining differs by class); the robustness rows above show how "
         "much the model relies on it.",
-        "* Saliency overlays are not shipped because they reproduce the licensed images; make them locally with "
-        f"`neurall explain --checkpoint pretrained/{card['name']}.pt --data DIR --n 8 --out maps`.",
+        "* Per-image saliency overlays are not shipped because they reproduce the licensed images (the class-mean "
+        "maps above carry no image content); make overlays locally with "
+        f"`neurall explain --checkpoint {'pretrained/' + card['checkpoint'] if card['checkpoint'] else 'RUN/best.pt'} "
+        "--data DIR --n 8 --out maps`.",
         *[f"* {n}" for n in card["notes"]],
         "",
     ]
