@@ -324,22 +324,45 @@ class Synapse:
         return (int(self.weight.shape[2]), int(self.weight.shape[3]))
 
     def dense_mantissas(self, src_shape: Sequence[int]) -> np.ndarray:
-        """The ``[N_dst, N_src]`` mantissa matrix of this synapse (a conv unrolled; exact)."""
+        """The ``[N_dst, N_src]`` mantissa matrix of this synapse (a conv unrolled; exact).
+
+        Column ``i`` is the convolution of the ``i``-th input basis vector; equivalently,
+        row ``j`` is the transposed convolution of the ``j``-th output basis vector. The
+        smaller side is enumerated, so the work and memory stay ``O(N_dst * N_src)``
+        (an SE squeeze over 128 x 16 x 16 inputs into 16 outputs enumerates 16 outputs,
+        not a 32,768 x 32,768 identity). Float64 sums of integers: exact.
+        """
         if self.kind == "dense":
             return self.weight
         import torch
+        import torch.nn.functional as F
 
-        n_src = int(np.prod(src_shape))
-        eye = torch.eye(n_src, dtype=torch.float64).reshape(n_src, *src_shape)
-        out = torch.nn.functional.conv2d(
-            eye,
-            torch.as_tensor(self.weight, dtype=torch.float64),
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            groups=self.groups,
-        )
-        return np.rint(out.reshape(n_src, -1).T.numpy()).astype(np.int64)
+        src_shape = tuple(int(d) for d in src_shape)
+        dst_shape = conv_output_shape(
+            src_shape, self.weight.shape[0], self.weight.shape[2:], self.stride, self.padding,
+            self.dilation,
+        )  # fmt: skip
+        n_src, n_dst = int(np.prod(src_shape)), int(np.prod(dst_shape))
+        weight = torch.as_tensor(self.weight, dtype=torch.float64)
+        geometry = {"stride": self.stride, "padding": self.padding, "dilation": self.dilation}
+        if n_dst < n_src:
+            basis = torch.eye(n_dst, dtype=torch.float64).reshape(n_dst, *dst_shape)
+            # output_padding restores the input size lost to the stride's floor division
+            extra = [
+                src_shape[1 + i]
+                - ((dst_shape[1 + i] - 1) * self.stride[i] - 2 * self.padding[i]
+                   + self.dilation[i] * (self.weight.shape[2 + i] - 1) + 1)
+                for i in range(2)
+            ]  # fmt: skip
+            rows = F.conv_transpose2d(
+                basis, weight, output_padding=tuple(extra), groups=self.groups, **geometry
+            )
+            matrix = rows.reshape(n_dst, n_src)
+        else:
+            basis = torch.eye(n_src, dtype=torch.float64).reshape(n_src, *src_shape)
+            cols = F.conv2d(basis, weight, groups=self.groups, **geometry)
+            matrix = cols.reshape(n_src, n_dst).T
+        return np.rint(matrix.numpy()).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- encoder

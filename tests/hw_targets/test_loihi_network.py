@@ -117,3 +117,41 @@ def test_host_encoder_rounds_and_clips_in_float64():
     assert enc.encode_float(images)[0, 0, 0, 0] == pytest.approx(0.125)
     with pytest.raises(ConversionError, match=r"images must be \[B, 1, 2, 2\]"):
         enc.encode(np.zeros((1, 3, 2, 2)))
+
+
+@pytest.mark.parametrize(
+    "c_in,c_out,groups,k,stride,pad,dil,h",
+    [
+        (2, 4, 1, 3, 1, 1, 1, 5),  # more outputs than inputs: enumerate inputs
+        (4, 2, 2, 3, 2, 1, 1, 7),  # fewer outputs, odd size lost to the stride's floor
+        (4, 4, 4, 2, 3, 2, 2, 6),  # depthwise, dilated, stride 3
+        (3, 1, 1, 5, 1, 0, 1, 5),  # a global "squeeze": one output
+    ],
+)
+def test_unrolled_conv_matrix_equals_torch_conv(c_in, c_out, groups, k, stride, pad, dil, h):
+    import torch
+
+    rng = np.random.default_rng(c_in * 100 + k)
+    w = 2 * rng.integers(-60, 60, (c_out, c_in // groups, k, k))
+    syn = Synapse("s", "a", "b", "conv", w, 0, stride, pad, dilation=dil, groups=groups)
+    matrix = syn.dense_mantissas((c_in, h, h))
+    for _ in range(3):
+        x = rng.integers(0, 2, (c_in, h, h)).astype(np.float64)
+        ref = torch.nn.functional.conv2d(
+            torch.tensor(x)[None], torch.tensor(w, dtype=torch.float64),
+            stride=stride, padding=pad, dilation=dil, groups=groups,
+        )  # fmt: skip
+        np.testing.assert_array_equal(matrix @ x.ravel(), ref.numpy().ravel())
+
+
+def test_unrolling_a_wide_squeeze_does_not_build_an_input_identity():
+    """128 x 16 x 16 inputs into 16 outputs: 0.5 M entries, not a 32,768^2 identity (8 GB)."""
+    import resource
+
+    w = 2 * np.random.default_rng(0).integers(-60, 60, (16, 128, 16, 16))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    matrix = Synapse("squeeze", "a", "b", "conv", w).dense_mantissas((128, 16, 16))
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert matrix.shape == (16, 128 * 16 * 16)
+    np.testing.assert_array_equal(matrix, w.reshape(16, -1))  # one output = the whole kernel
+    assert grown_mib < 1024
