@@ -37,8 +37,14 @@ from neurall_neuro.explain.class_mean import class_mean_maps, plot_class_mean_ma
 from neurall_neuro.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from neurall_neuro.models.summary import model_size  # noqa: E402
 
-PAPER = {"accuracy": 0.9816, "accuracy_ci95": [0.9663, 0.9939], "parameters": "~0.3 M", "megabytes": 1.35,
-         "cpu_latency_ms": 454.67, "gpu_latency_ms": 11.24}
+PAPER = {
+    "accuracy": 0.9816,
+    "accuracy_ci95": [0.9663, 0.9939],
+    "parameters": "~0.3 M",
+    "megabytes": 1.35,
+    "cpu_latency_ms": 454.67,
+    "gpu_latency_ms": 11.24,
+}
 
 
 def latency_ms(model: torch.nn.Module, size: int, threads: int) -> dict[str, float]:
@@ -49,7 +55,9 @@ def latency_ms(model: torch.nn.Module, size: int, threads: int) -> dict[str, flo
         if hasattr(model, "to_inference"):
             fast = model.to_inference(channels_last=True)
             out["fast_path"] = 1e3 * time_it(lambda: fast.run(x), repeats=30, warmup=3).median_s
-            out["norse_reference"] = 1e3 * time_it(lambda: model.run_stepwise(x), repeats=15, warmup=2).median_s
+            out["norse_reference"] = (
+                1e3 * time_it(lambda: model.run_stepwise(x), repeats=15, warmup=2).median_s
+            )
         else:
             out["eager"] = 1e3 * time_it(lambda: model(x), repeats=30, warmup=3).median_s
     return out
@@ -70,10 +78,15 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--recipe", default="")
     parser.add_argument("--hardware", default=f"{cpu_model()}, {os.cpu_count()} cores (CPU only)")
-    parser.add_argument("--note", action="append", default=[], help="extra limitation / remark (repeatable)")
+    parser.add_argument(
+        "--note", action="append", default=[], help="extra limitation / remark (repeatable)"
+    )
     parser.add_argument("--no-checkpoint", action="store_true")
-    parser.add_argument("--split-name", default=None,
-                        help="name of the split file (default: --name); runs sharing one split share the file")
+    parser.add_argument(
+        "--split-name",
+        default=None,
+        help="name of the split file (default: --name); runs sharing one split share the file",
+    )
     parser.add_argument("--out", type=Path, default=Path("pretrained"))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -94,9 +107,18 @@ def main() -> None:
 
     sections = {}
     for part in ("val", "test"):
-        result = evaluate(best, args.data, split_file=run / "split.json", split=part,
-                          robustness=("grayscale", "stain-jitter"), bootstrap=2000, seed=0, device="cpu",
-                          progress=False, overlap_check=False)
+        result = evaluate(
+            best,
+            args.data,
+            split_file=run / "split.json",
+            split=part,
+            robustness=("grayscale", "stain-jitter"),
+            bootstrap=2000,
+            seed=0,
+            device="cpu",
+            progress=False,
+            overlap_check=False,
+        )
         sections[part] = result.to_dict()
     card = {
         "name": args.name,
@@ -113,11 +135,17 @@ def main() -> None:
             "split": "class-stratified train/val/test of the development images, near-duplicate frames grouped "
             "(dedup check), seed 0",
             "split_file": split_path.name,
-            "sizes": {k: len(v) for k, v in json.loads(split_path.read_text()).items() if k in ("train", "val", "test")},
+            "sizes": {
+                k: len(v)
+                for k, v in json.loads(split_path.read_text()).items()
+                if k in ("train", "val", "test")
+            },
         },
         "training": {
             "recipe": args.recipe,
-            "command": f"neurall train --config {args.recipe} --data DIR --out RUN" if args.recipe else "",
+            "command": f"neurall train --config {args.recipe} --data DIR --out RUN"
+            if args.recipe
+            else "",
             "epochs": len(epochs),
             "best_epoch": int(best_epoch["epoch"]),
             "train_time_min": round(train_time_s / 60, 1),
@@ -129,7 +157,9 @@ def main() -> None:
         },
         "validation": sections["val"],
         "test": sections["test"],
-        "latency_ms_batch1_cpu": latency_ms(best.model, int(best.preprocessing["size"]), args.threads),
+        "latency_ms_batch1_cpu": latency_ms(
+            best.model, int(best.preprocessing["size"]), args.threads
+        ),
         "latency_threads": args.threads,
         "saliency_figure": saliency_figure(
             best, args.data, run / "split.json", args.out / f"{args.name}.saliency.png", args.name
@@ -141,8 +171,13 @@ def main() -> None:
     (args.out / f"{args.name}.json").write_text(json.dumps(card, indent=2))
     (args.out / f"{args.name}.md").write_text(render_card(card))
     if not args.no_checkpoint:
-        save_checkpoint(args.out / f"{args.name}.pt", best.model, best.class_names, best.preprocessing,
-                        metadata={**best.metadata, "published_as": args.name, "card": f"{args.name}.md"})
+        save_checkpoint(
+            args.out / f"{args.name}.pt",
+            best.model,
+            best.class_names,
+            best.preprocessing,
+            metadata={**best.metadata, "published_as": args.name, "card": f"{args.name}.md"},
+        )
     print(f"wrote {args.out / args.name}.{{json,md}}" + ("" if args.no_checkpoint else " and .pt"))
 
 
@@ -195,19 +230,38 @@ def render_card(card: dict) -> str:
             f"{_pct(s['balanced_accuracy'])} | {_pct(s['macro_f1'])} | {s['auroc'].get('macro', float('nan')):.4f} | "
             f"{s['ece']:.4f} |"
         )
-    lines += ["", "Per class on the test split:", "", "| class | sensitivity | specificity | PPV | NPV |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Per class on the test split:",
+        "",
+        "| class | sensitivity | specificity | PPV | NPV |",
+        "|---|---|---|---|---|",
+    ]
     for cls, m in t["per_class"].items():
-        lines.append(f"| {cls} | {_pct(m['sensitivity'])} | {_pct(m['specificity'])} | {_pct(m['ppv'])} | {_pct(m['npv'])} |")
-    lines += ["", "Robustness on the test split (colour shortcuts):", "",
-              "| input | accuracy (95 % CI) | balanced accuracy | macro-F1 | accuracy change |", "|---|---|---|---|---|",
-              f"| as is | {_pct(t['accuracy'])} ({_ci(t['accuracy_ci95'])}) | {_pct(t['balanced_accuracy'])} | "
-              f"{_pct(t['macro_f1'])} | |"]
+        lines.append(
+            f"| {cls} | {_pct(m['sensitivity'])} | {_pct(m['specificity'])} | {_pct(m['ppv'])} | {_pct(m['npv'])} |"
+        )
+    lines += [
+        "",
+        "Robustness on the test split (colour shortcuts):",
+        "",
+        "| input | accuracy (95 % CI) | balanced accuracy | macro-F1 | accuracy change |",
+        "|---|---|---|---|---|",
+        f"| as is | {_pct(t['accuracy'])} ({_ci(t['accuracy_ci95'])}) | {_pct(t['balanced_accuracy'])} | "
+        f"{_pct(t['macro_f1'])} | |",
+    ]
     for name, r in t.get("robustness", {}).items():
-        lines.append(f"| {name} | {_pct(r['accuracy'])} ({_ci(r['accuracy_ci95'])}) | {_pct(r['balanced_accuracy'])} | "
-                     f"{_pct(r['macro_f1'])} | {-100 * r['drop']['accuracy']:+.2f} points |")
-    lines += ["", f"Where the model looks: [mean saliency per true class]({card['saliency_figure']}) over the "
-              "test split (Grad-CAM" + (" and SAM" if "fast_path" in card["latency_ms_batch1_cpu"] else "")
-              + " of the last spiking/convolutional stage; averaged maps only, no image content)."]
+        lines.append(
+            f"| {name} | {_pct(r['accuracy'])} ({_ci(r['accuracy_ci95'])}) | {_pct(r['balanced_accuracy'])} | "
+            f"{_pct(r['macro_f1'])} | {-100 * r['drop']['accuracy']:+.2f} points |"
+        )
+    lines += [
+        "",
+        f"Where the model looks: [mean saliency per true class]({card['saliency_figure']}) over the "
+        "test split (Grad-CAM"
+        + (" and SAM" if "fast_path" in card["latency_ms_batch1_cpu"] else "")
+        + " of the last spiking/convolutional stage; averaged maps only, no image content).",
+    ]
     lat = card["latency_ms_batch1_cpu"]
     lat_text = ", ".join(f"{k.replace('_', ' ')} {ms:.1f} ms" for k, ms in lat.items())
     p = card["paper_neurallnet"]
