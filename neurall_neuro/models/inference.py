@@ -98,22 +98,21 @@ class InferenceNeurAllNet(nn.Module):
 
     def _se(self, block: SEBlock, spikes: torch.Tensor) -> torch.Tensor:
         steps, batch = spikes.shape[:2]
-        folded = spikes.flatten(0, 1)
-        # The spatial mean in the reference's NCHW order: a channels-last reduction sums in
-        # another order and the gate would differ in its last bits (the copy is small).
-        hidden = block.fc1(block.squeeze(folded.contiguous()))
+        # The excitation step by step on the reference's batch shape [B, C, 1, 1]: the 1x1
+        # convolutions pick their kernel by batch size (and thread count) and would round
+        # differently on T*B rows. The spatial mean is taken in the reference's NCHW
+        # order (a channels-last reduction sums in another order). Both are tiny.
+        hidden = torch.stack(
+            [block.fc1(block.squeeze(spikes[t].contiguous())) for t in range(steps)]
+        )
         if block.mode == "spiking":
-            hidden = self._lif(block.act1, hidden.unflatten(0, (steps, batch)), steps, False)
+            hidden = self._lif(block.act1, hidden, steps, False)
             gate = self._lif(
-                block.act2,
-                block.fc2(hidden.flatten(0, 1)).unflatten(0, (steps, batch)),
-                steps,
-                False,
+                block.act2, torch.stack([block.fc2(hidden[t]) for t in range(steps)]), steps, False
             )
-            gate = gate.flatten(0, 1)
         else:
-            gate = block.act2(block.fc2(block.act1(hidden)))
-        return (folded * gate).unflatten(0, (steps, batch))
+            gate = torch.stack([block.act2(block.fc2(block.act1(hidden[t]))) for t in range(steps)])
+        return (spikes.flatten(0, 1) * gate.flatten(0, 1)).unflatten(0, (steps, batch))
 
     @torch.inference_mode()
     def run(

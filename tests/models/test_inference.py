@@ -24,9 +24,12 @@ def _firing_model(se_mode: str) -> torch.nn.Module:
     return model.eval()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("se_mode", ["none", "analog", "spiking"])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_fast_path_matches_norse_reference_exactly(se_mode, channels_last):
+def test_fast_path_matches_norse_reference_exactly(se_mode, channels_last, threads):
+    """Bit-identical at any thread count (kernels choose blocking by batch and threads)."""
+    torch.set_num_threads(threads)  # restored by the suite's conftest
     model = _firing_model(se_mode)
     fast = model.to_inference(channels_last=channels_last)
     images = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(1))
