@@ -310,7 +310,7 @@ def energy_counting(models: Models, quick: bool, rows: list) -> dict[str, Any]:
     counter = OpCounter(model)
     plain_times, count_times = [], []
     with torch.no_grad():
-        for i in range(2 + (1 if quick else 5)):
+        for i in range(2 + (1 if quick else 20)):  # many: the two passes are short and noisy
             t0 = time.perf_counter()
             model(x)
             t1 = time.perf_counter()
