@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from energy.report import EnergyReport, ModelSummary
+from neurall_neuro.figures import pyplot, save_figure
 
 #: Per-layer series plotted: (label, LayerRow attribute).
 SERIES: tuple[tuple[str, str], ...] = (
@@ -44,10 +45,7 @@ def _layers_panel(ax, summary: ModelSummary) -> None:  # noqa: ANN001 - matplotl
 
 def plot_report(report: EnergyReport, path: str | Path) -> Path:
     """Write a PNG: per-layer operations of each model, then energy per profile."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     models = [s for s in (report.snn, report.cnn) if s is not None]
@@ -74,9 +72,4 @@ def plot_report(report: EnergyReport, path: str | Path) -> Path:
     ax.set_ylabel("energy per inference (pJ)")
     ax.set_title("Energy per inference by profile", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120, format="png")

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from hw_targets.registry import get_target
+from neurall_neuro.figures import pyplot, save_figure
 from neurall_neuro.progress import track
 
 
@@ -213,10 +214,7 @@ def render_table(report: ParityReport) -> str:
 
 def plot_report(report: ParityReport, path: str | Path) -> Path:
     """Per-layer firing rates of every target next to the Norse reference (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ok = [t for t in report.targets if t.status == "ok"]
     layers: list[str] = []
@@ -245,9 +243,4 @@ def plot_report(report: ParityReport, path: str | Path) -> Path:
     ax.set_ylabel("firing rate (spikes / neuron / step)")
     ax.set_title(f"Parity across targets (n={report.n}, T={report.timesteps})")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
+from neurall_neuro.figures import pyplot, save_figure
+
 
 def plot_confusion_matrix(
     matrix: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = ""
 ) -> Path:
     """Save a confusion matrix (rows true, columns predicted) with counts and row percentages."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     matrix = np.asarray(matrix)
     k = len(class_names)
@@ -44,9 +43,4 @@ def plot_confusion_matrix(
             )
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -23,6 +23,7 @@ from neurall_neuro.errors import ConfigError
 from neurall_neuro.explain.gradcam import grad_cam
 from neurall_neuro.explain.runner import methods_for
 from neurall_neuro.explain.sam import sam
+from neurall_neuro.figures import pyplot, save_figure
 
 
 @dataclass
@@ -65,10 +66,7 @@ def class_mean_maps(
 
 def plot_class_mean_maps(result: ClassMeanMaps, path: str | Path, title: str = "") -> Path:
     """A grid (rows: methods, columns: classes) of the mean maps on a shared [0, 1] scale."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     methods = list(result.maps)
     k = len(result.class_names)
@@ -87,8 +85,4 @@ def plot_class_mean_maps(result: ClassMeanMaps, path: str | Path, title: str = "
                 ax.set_ylabel("Grad-CAM" if m == "gradcam" else "SAM", fontsize=9)
     fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.02, pad=0.02)
     fig.suptitle(title or "mean saliency per true class (no image content)", fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100, tight=False)

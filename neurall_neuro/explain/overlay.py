@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neurall_neuro.figures import pyplot, save_figure
+
 #: Opacity of the heat map drawn over the image.
 ALPHA = 0.5
 
@@ -24,10 +26,7 @@ def save_overlay(
     heatmap_label: str = "saliency",
 ) -> Path:
     """Two panels: the input image and the heat map (``[H, W]`` in [0, 1]) overlaid on it."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     img = _image_array(image)
     heat = heatmap.detach().float().cpu().numpy()
@@ -44,9 +43,4 @@ def save_overlay(
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from neurall_neuro.figures import pyplot, save_figure
 from neurall_neuro.training.history import EpochRecord
 
 
@@ -11,10 +12,7 @@ def plot_curves(
     records: list[EpochRecord], path: str | Path, title: str = "", best_epoch: int | None = None
 ) -> Path:
     """Three panels: train/val loss, train/val accuracy, learning rate (log scale)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     epochs = [r.epoch for r in records]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -38,8 +36,4 @@ def plot_curves(
     axes[1].legend()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
