@@ -10,13 +10,20 @@ Hooks only run vectorised torch reductions on tensors that already exist (no Pyt
 loops over elements, no copies of activations):
 
 * synaptic layers (``Conv2d``, ``Linear``) and average pools: per input position, the
-  number of non-zero values over all frames (``torch.count_nonzero(x, dim=0)``), and
-  whether the input is binary (``#(x == 1) == #(x != 0)``, decided from the actual values);
+  number of non-zero values over all frames, and whether the input is binary
+  (``#(x == 1) == #(x != 0)``, decided from the actual values);
 * neuron layers (:class:`~neurall_neuro.models.neurons.LIFLayer`): population size,
   updates (one per neuron per timestep) and spikes emitted;
 * :class:`~neurall_neuro.models.se_block.ChannelGate` (the SE multiply, a module exactly so
   that hooks see it): the spike counts of both inputs, or the multiplies in analog mode;
 * element-wise layers: their sizes.
+
+Each spike tensor is counted once: the hook of the layer that emits it (LIF, gate) counts
+its non-zero values and its ones, and the consumers of the same storage reuse those counts
+unless the tensor's version counter says an unhooked operation changed it in place since.
+To make "same storage" mean "same tensor", the counter holds these outputs until the pass
+ends (extra memory: one batch's spike tensors). A synaptic layer into which an average pool
+on binary input is folded (below) computes no input statistics of its own.
 
 Time folding: the SE-SNN runs stateless layers on ``[T*B, ...]`` (time folded into the
 batch) and stateful ones on ``[T, B, ...]``; every call's leading dimension(s) are frames,
@@ -27,14 +34,14 @@ once per image, not ``T`` times.
 Resolution (after each forward pass)
 ------------------------------------
 Calls are matched producer -> consumer by tensor identity (storage pointer and size; the
-time-folding reshapes are views). With ``fold_pooling=True`` (the hardware view) a
-non-overlapping average pool whose input is binary and whose consumer is a synaptic
-layer is folded into it (:mod:`energy.fanout`): the consumer is counted as ACs of the
-pool's input spikes through the folded fan-out and the pool costs nothing. This covers
-``AvgPool2d(2) -> conv`` between stages, the SE squeeze into ``fc1``, and global average
-pooling + linear in the head. With ``fold_pooling=False`` (the NeuroBench view) the pool
-is counted (adds and a multiply per output) and the consumer sees a non-binary input, so
-it performs MACs.
+time-folding reshapes are views), as the hooks run. With ``fold_pooling=True`` (the
+hardware view) a non-overlapping average pool whose input is binary and whose consumer
+is a synaptic layer is folded into it (:mod:`energy.fanout`): the consumer is counted as
+ACs of the pool's input spikes through the folded fan-out and the pool costs nothing.
+This covers ``AvgPool2d(2) -> conv`` between stages, the SE squeeze into ``fc1``, and
+global average pooling + linear in the head. With ``fold_pooling=False`` (the NeuroBench
+view) the pool is counted (adds and a multiply per output) and the consumer sees a
+non-binary input, so it performs MACs.
 
 Functional operations invisible to hooks are counted by container rules: the residual
 join ``y + shortcut(x)`` of :class:`~neurall_neuro.models.se_cnn.ResidualSEStage` (one add
@@ -88,42 +95,80 @@ def _key(tensor: torch.Tensor) -> _Key:
     return (tensor.data_ptr(), tensor.numel(), tensor.dtype, tensor.device)
 
 
+def _version(tensor: torch.Tensor) -> int | None:
+    """The in-place modification counter (shared by views), ``None`` for inference tensors."""
+    try:
+        return tensor._version
+    except RuntimeError:  # tensors created under torch.inference_mode() have none
+        return None
+
+
 #: Frames up to which a float32 sum of 0/1 values over frames is exact (2^24).
 _EXACT_FLOAT_SUM = 2**24
 
 
 @dataclass
-class _InputStats:
-    """Non-zero counts per input position (summed over frames) and whether all are exactly 1.
+class _Counts:
+    """Exact counts of one tensor: non-zero values (events) and values equal to 1.
 
-    The input is binary iff ``#(x == 1) == #(x != 0)`` (two exact integer counts). On the
-    CPU the test is decided at once and binary inputs take the fast contiguous reduction
-    ``x.sum(0)`` (exact: sums of 0/1 over fewer than 2^24 frames); on an accelerator the
-    hook stays asynchronous (``(x != 0).sum(0)``, counts kept as device tensors) and the
-    counts are read back together after the forward pass (:func:`_read_back`).
+    The tensor is binary iff ``#(x == 1) == #(x != 0)``. On the CPU the counts are ints at
+    once; on an accelerator they stay 0-dim device tensors (the hook does not synchronise)
+    and are read back together after the forward pass (:func:`_read_back`). A spike tensor
+    is counted once, by the hook of the layer that emits it, and every consumer of the same
+    storage reuses these counts (:meth:`OpCounter._record`).
     """
 
-    nonzero: torch.Tensor
     events: torch.Tensor | int
     ones: torch.Tensor | int
 
     @classmethod
-    def of(cls, x: torch.Tensor) -> _InputStats:
-        ones = torch.count_nonzero(x == 1)
-        if x.device.type != "cpu":
-            nonzero = (x != 0).sum(0)
-            return cls(nonzero=nonzero, events=nonzero.sum(), ones=ones)
-        n_events, n_ones = int(torch.count_nonzero(x)), int(ones)
-        if n_events == n_ones and x.shape[0] < _EXACT_FLOAT_SUM and x.is_floating_point():
+    def of(cls, x: torch.Tensor) -> _Counts:
+        events, ones = torch.count_nonzero(x), torch.count_nonzero(x == 1)
+        if x.device.type == "cpu":
+            return cls(events=int(events), ones=int(ones))
+        return cls(events=events, ones=ones)
+
+    def known_binary(self) -> bool | None:
+        """Whether all non-zero values equal 1, or ``None`` while the counts are on a device."""
+        if isinstance(self.events, torch.Tensor) or isinstance(self.ones, torch.Tensor):
+            return None
+        return self.events == self.ones
+
+    def resolve(self) -> tuple[int, bool]:
+        """``(events, binary)``: total non-zero values and whether all of them equal 1."""
+        events, ones = int(self.events), int(self.ones)
+        return events, ones == events
+
+
+@dataclass
+class _InputStats:
+    """Non-zero counts per input position (summed over frames) and the input's :class:`_Counts`.
+
+    When the input is known to be binary (CPU counts) the per-position counts take the fast
+    contiguous reduction ``x.sum(0)`` (exact: sums of 0/1 over fewer than 2^24 frames);
+    otherwise ``(x != 0).sum(0)``.
+    """
+
+    nonzero: torch.Tensor
+    counts: _Counts
+
+    @classmethod
+    def of(cls, x: torch.Tensor, counts: _Counts | None = None) -> _InputStats:
+        """Statistics of ``x``, reusing ``counts`` of the same tensor if its producer made them."""
+        if counts is None and x.device.type != "cpu":
+            nonzero = (x != 0).sum(0)  # events from the per-position counts: one pass fewer
+            return cls(nonzero, _Counts(events=nonzero.sum(), ones=torch.count_nonzero(x == 1)))
+        if counts is None:
+            counts = _Counts.of(x)
+        if counts.known_binary() and x.shape[0] < _EXACT_FLOAT_SUM and x.is_floating_point():
             nonzero = x.sum(0, dtype=torch.float32).to(torch.int64)
         else:
             nonzero = (x != 0).sum(0)
-        return cls(nonzero=nonzero, events=n_events, ones=n_ones)
+        return cls(nonzero=nonzero, counts=counts)
 
     def resolve(self) -> tuple[int, bool]:
         """``(events, binary)``: total non-zero inputs and whether all of them equal 1."""
-        events, ones = int(self.events), int(self.ones)
-        return events, ones == events
+        return self.counts.resolve()
 
 
 def _read_back(slots: list[tuple[Any, str]]) -> None:
@@ -158,11 +203,13 @@ class _Call:
     module: nn.Module
     role: str  # synaptic | avgpool | passthrough | lif | gate | elementwise | container
     frames: int
-    in_key: _Key | None = None
     out_key: _Key | None = None
     in_shape: tuple[int, ...] = ()  # per frame
     out_shape: tuple[int, ...] = ()  # per frame
     stats: _InputStats | None = None
+    source: _Call | None = None  # producer of the input (looking through pass-throughs)
+    out_counts: _Counts | None = None  # counts of the output, shared with its consumers
+    out_version: int | None = None  # the output's in-place version when it was counted
     kind: str = ""
     lazy: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -285,6 +332,8 @@ class OpCounter:
         self._handles: list[Any] = []
         self._checks: dict[tuple[int, str], bool] = {}
         self._calls: list[_Call] = []
+        self._producers: dict[_Key, _Call] = {}
+        self._held: list[torch.Tensor] = []
         self._layers: dict[str, LayerCounts] = {}
         self._samples = 0
         self._timesteps = 1
@@ -367,9 +416,44 @@ class OpCounter:
 
     def _make_hook(self, name: str, role: str) -> Callable[..., None]:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-            self._calls.append(self._record(name, role, module, inputs, output))
+            call = self._record(name, role, module, inputs, output)
+            self._calls.append(call)
+            if call.out_key is not None:
+                self._producers[call.out_key] = call
+                if call.out_counts is not None:  # its storage stays taken until the pass ends
+                    self._held.append(output)
 
         return hook
+
+    def _producer(self, tensor: torch.Tensor) -> _Call | None:
+        """The call that produced ``tensor``, looking through pass-through layers.
+
+        The latest call whose output has the tensor's storage and size is the producer:
+        the tensor is alive from its production to this call, so no other tensor can have
+        taken its storage in between. Outputs whose counts are shared (:class:`_Counts`)
+        are moreover held until the pass ends, so their storage cannot be reused by a
+        tensor that no hook sees.
+        """
+        source = self._producers.get(_key(tensor))
+        if source is not None and source.role == "passthrough":
+            return source.source
+        return source
+
+    @staticmethod
+    def _shared_counts(tensor: torch.Tensor, source: _Call | None) -> _Counts | None:
+        """The producer's counts of ``tensor``, if it made them and nothing changed it since.
+
+        ``tensor`` has the producer's output storage (same key); its version counter tells
+        whether an operation no hook sees modified it in place after it was counted.
+        """
+        if source is None or source.out_counts is None or source.out_version is None:
+            return None
+        return source.out_counts if _version(tensor) == source.out_version else None
+
+    def _counts_of(self, tensor: torch.Tensor, source: _Call | None) -> _Counts:
+        """The producer's counts of ``tensor`` if they still hold, else counted here."""
+        shared = self._shared_counts(tensor, source)
+        return shared if shared is not None else _Counts.of(tensor)
 
     def _record(
         self, name: str, role: str, module: nn.Module, inputs: tuple[Any, ...], output: Any
@@ -379,21 +463,25 @@ class OpCounter:
         x = inputs[0]
         if not isinstance(x, torch.Tensor) or not isinstance(output, torch.Tensor):
             raise UnsupportedModuleError(f"{name}: counting needs tensor inputs and outputs")
+        source = self._producer(x)
         if role == "lif":  # [T, B, ...]
+            spikes = _Counts.of(output)
             return _Call(
                 name=name,
                 module=module,
                 role=role,
                 frames=x.shape[0] * x.shape[1],
-                in_key=_key(x),
                 out_key=_key(output),
                 in_shape=tuple(x.shape[2:]),
                 out_shape=tuple(output.shape[2:]),
+                source=source,
+                out_counts=spikes,
+                out_version=_version(output),
                 kind="lif",
                 extra={"steps": x.shape[0]},
                 lazy={
                     "neuron_updates": x.numel(),
-                    "spikes": torch.count_nonzero(output),
+                    "spikes": spikes.events,
                     "input_elements": x.numel(),
                     "output_elements": output.numel(),
                 },
@@ -403,24 +491,41 @@ class OpCounter:
             module=module,
             role=role,
             frames=x.shape[0],
-            in_key=_key(x),
             out_key=_key(output),
             in_shape=tuple(x.shape[1:]),
             out_shape=tuple(output.shape[1:]),
+            source=source,
         )
-        if role in ("synaptic", "avgpool"):
-            call.stats = _InputStats.of(x)
+        if role == "avgpool" or (role == "synaptic" and self._pool_fold(call) is None):
+            call.stats = _InputStats.of(x, self._shared_counts(x, source))
         elif role == "gate":
             gate = inputs[1]
+            call.out_counts, call.out_version = _Counts.of(output), _version(output)
             call.extra = {
-                "features": _InputStats.of(x),
-                "gate": _InputStats.of(gate),
+                "features": self._counts_of(x, source),
+                "gate": self._counts_of(gate, self._producer(gate)),
                 "gate_shape": tuple(gate.shape[1:]),
             }
-            call.lazy = {"spikes": torch.count_nonzero(output)}
+            call.lazy = {"spikes": call.out_counts.events}
         elif role == "elementwise":
             call.kind, call.lazy = self.elementwise_rules[type(module)](module, inputs, output)
         return call
+
+    def _pool_fold(self, call: _Call) -> tuple[int, int] | None:
+        """Kernel of the average pool folded into synaptic ``call``, or ``None``.
+
+        Folded: a non-overlapping average pool (``fold_pooling``) with the same frames whose
+        input is binary. Decided in the hook where the pool's counts are already known (CPU:
+        the layer's own input statistics are then never computed) and again in resolution,
+        after every count is read back.
+        """
+        pool = call.source
+        if pool is None or pool.role != "avgpool" or pool.stats is None:
+            return None
+        kernel = self._foldable(pool)
+        if kernel is None or pool.frames != call.frames or not pool.stats.counts.known_binary():
+            return None
+        return kernel
 
     # -- running ------------------------------------------------------------------------
 
@@ -432,13 +537,13 @@ class OpCounter:
         self.attach()
         training = self.model.training
         self.model.eval()
-        self._calls = []
+        self._calls, self._producers, self._held = [], {}, []
         try:
             with torch.no_grad():
                 output = self.model(inputs)
             self._resolve(inputs.shape[0])
         finally:
-            self._calls = []
+            self._calls, self._producers, self._held = [], {}, []
             self.model.train(training)
             if not attached:
                 self.detach()
@@ -464,35 +569,19 @@ class OpCounter:
 
     # -- resolution ---------------------------------------------------------------------
 
-    @staticmethod
-    def _source(call: _Call, producers: dict[_Key, _Call]) -> _Call | None:
-        """The call that produced ``call``'s input, looking through pass-through layers.
-
-        The latest call whose output has the input's storage and size is the producer: the
-        input is alive from its production to this call, so no other tensor can have taken
-        its storage in between. Pass-through layers (Flatten, Dropout, Identity) remember
-        their own source when they are resolved (their output may share the input's key).
-        """
-        source = producers.get(call.in_key) if call.in_key else None
-        if source is not None and source.role == "passthrough":
-            return source.extra.get("source")
-        return source
-
     def _resolve(self, samples: int) -> None:
         slots: list[tuple[Any, str]] = []
         for call in self._calls:
-            stats = [call.stats, call.extra.get("features"), call.extra.get("gate")]
-            slots += [(st, key) for st in stats if st is not None for key in ("events", "ones")]
+            counts = [call.out_counts, call.extra.get("features"), call.extra.get("gate")]
+            counts.append(call.stats.counts if call.stats is not None else None)
+            slots += [(c, key) for c in counts if c is not None for key in ("events", "ones")]
             slots += [(call.lazy, key) for key in call.lazy]
         _read_back(slots)
-        producers: dict[_Key, _Call] = {}
         results: list[tuple[_Call, LayerCounts | None]] = []
         for call in self._calls:
             counts: LayerCounts | None = None
-            if call.role == "passthrough":
-                call.extra["source"] = self._source(call, producers)
-            elif call.role == "synaptic":
-                counts = self._synaptic(call, self._source(call, producers), samples)
+            if call.role == "synaptic":
+                counts = self._synaptic(call, samples)
             elif call.role == "lif":
                 counts = self._lif(call, samples)
             elif call.role == "gate":
@@ -504,8 +593,6 @@ class OpCounter:
             elif call.role == "elementwise":
                 counts = self._layer(call, samples, call.kind, call.lazy)
             results.append((call, counts))
-            if call.out_key is not None:
-                producers[call.out_key] = call
         ordered: list[LayerCounts] = []
         for call, counts in results:
             if call.role == "avgpool" and not (call.folded_by and all(call.folded_by)):
@@ -549,12 +636,16 @@ class OpCounter:
             )
         return ConvGeometry.from_module(call.module)
 
-    def _synaptic(self, call: _Call, source: _Call | None, samples: int) -> LayerCounts:
+    def _synaptic(self, call: _Call, samples: int) -> LayerCounts:
         """Rules of :mod:`energy.rules`: effective = sum_i n_i F_i (kept on the device until
         read back), dense = N sum_i F_i (from cached per-shape totals)."""
-        assert call.stats is not None
-        module = call.module
-        stats, frames, folded = call.stats, call.frames, ""
+        module, source, frames = call.module, call.source, call.frames
+        kernel = self._pool_fold(call)
+        if source is not None and source.role == "avgpool":
+            source.folded_by.append(kernel is not None)
+        stats = source.stats if kernel is not None and source is not None else call.stats
+        if stats is None:
+            raise RuntimeError(f"{call.name}: no input statistics and no folded pool (a bug)")
         device = stats.nonzero.device
         conv = isinstance(module, nn.Conv2d)
         geometry = self._geometry(call) if conv else None
@@ -564,23 +655,17 @@ class OpCounter:
         else:
             fanout = linear_fanout(call.in_shape, module.out_features, device)
             per_frame = prod(call.in_shape) * module.out_features
-        if source is not None and source.role == "avgpool":
-            kernel = self._foldable(source)
-            _, source_binary = source.stats.resolve() if source.stats else (0, False)
-            if kernel is not None and source_binary and source.frames == frames:
-                channels, height, width = source.in_shape
-                if conv:
-                    fanout = folded_conv2d_fanout(geometry, kernel, height, width, device)
-                else:
-                    fanout = folded_linear_fanout(
-                        channels, module.out_features, kernel, height, width, device
-                    )
-                per_frame *= kernel[0] * kernel[1]  # every pooled position repeated k_h x k_w times
-                stats = source.stats
-                folded = source.name
-                source.folded_by.append(True)
+        folded = ""
+        if kernel is not None and source is not None:
+            channels, height, width = source.in_shape
+            if conv:
+                fanout = folded_conv2d_fanout(geometry, kernel, height, width, device)
             else:
-                source.folded_by.append(False)
+                fanout = folded_linear_fanout(
+                    channels, module.out_features, kernel, height, width, device
+                )
+            per_frame *= kernel[0] * kernel[1]  # every pooled position repeated k_h x k_w times
+            folded = source.name
         events, binary = stats.resolve()
         effective, dense = effective_ops(stats.nonzero, fanout), frames * per_frame
         out_elements = frames * prod(call.out_shape)
@@ -620,8 +705,8 @@ class OpCounter:
         )
 
     def _gate(self, call: _Call, samples: int) -> LayerCounts:
-        features: _InputStats = call.extra["features"]
-        gate: _InputStats = call.extra["gate"]
+        features: _Counts = call.extra["features"]
+        gate: _Counts = call.extra["gate"]
         feature_spikes, features_binary = features.resolve()
         gate_spikes, gate_binary = gate.resolve()
         channels, height, width = call.in_shape
