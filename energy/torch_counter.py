@@ -304,6 +304,9 @@ class OpCounter:
                 counter.run(images)
         counts = counter.result()
 
+    Only passes made through :meth:`run` are counted: calling the model directly while
+    the hooks are attached counts nothing and keeps nothing.
+
     Args:
         model: a torch module; every leaf must have a counting rule (unknown leaves raise
             :class:`~neurall_neuro.errors.UnsupportedModuleError` before anything runs).
@@ -334,6 +337,7 @@ class OpCounter:
         self._calls: list[_Call] = []
         self._producers: dict[_Key, _Call] = {}
         self._held: list[torch.Tensor] = []
+        self._running = False
         self._layers: dict[str, LayerCounts] = {}
         self._samples = 0
         self._timesteps = 1
@@ -416,6 +420,8 @@ class OpCounter:
 
     def _make_hook(self, name: str, role: str) -> Callable[..., None]:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            if not self._running:  # a forward pass outside run(): not counted, nothing kept
+                return
             call = self._record(name, role, module, inputs, output)
             self._calls.append(call)
             if call.out_key is not None:
@@ -539,10 +545,13 @@ class OpCounter:
         self.model.eval()
         self._calls, self._producers, self._held = [], {}, []
         try:
+            self._running = True
             with torch.no_grad():
                 output = self.model(inputs)
+            self._running = False
             self._resolve(inputs.shape[0])
         finally:
+            self._running = False
             self._calls, self._producers, self._held = [], {}, []
             self.model.train(training)
             if not attached:

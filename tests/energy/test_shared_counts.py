@@ -8,11 +8,14 @@ no hook sees changes the spikes in place, and under ``torch.inference_mode``.
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 from torch import nn
 
-from energy.torch_counter import count_model
+from energy.torch_counter import OpCounter, count_model
 from neurall_neuro.models.neurons import LIFLayer
 
 STEPS = 4
@@ -82,3 +85,21 @@ def test_counting_under_inference_mode_gives_the_same_counts(scale: float | None
     with torch.inference_mode():
         counts = count_model(model, x)
     assert counts.layers == expected.layers
+
+
+def test_forward_passes_outside_run_are_neither_counted_nor_kept() -> None:
+    """Hooks stay attached inside ``with``, but only run() counts; direct calls keep nothing."""
+    model, x = SpikesIntoTwoLayers(), _currents()
+    emitted: list[weakref.ref] = []
+    model.lif.register_forward_hook(lambda m, i, out: emitted.append(weakref.ref(out)))
+    with OpCounter(model) as counter:
+        with torch.no_grad():
+            model(x * 2)  # not a counting pass
+        counter.run(x)
+        with torch.no_grad():
+            model(x * 2)
+        gc.collect()
+        assert emitted[0]() is None and emitted[2]() is None  # the spikes were not held
+    counts = counter.result()
+    assert counts.samples == x.shape[0]
+    assert counts.layer("lif").spikes == _direct_spike_count(model, x)
