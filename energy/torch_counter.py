@@ -543,14 +543,12 @@ class OpCounter:
         self.attach()
         training = self.model.training
         self.model.eval()
-        self._calls, self._producers, self._held = [], {}, []
         try:
             self._running = True
             with torch.no_grad():
                 output = self.model(inputs)
-            self._running = False
             self._resolve(inputs.shape[0])
-        finally:
+        finally:  # the next pass starts from empty calls; held spike tensors are let go
             self._running = False
             self._calls, self._producers, self._held = [], {}, []
             self.model.train(training)
