@@ -30,7 +30,7 @@ import torch
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from conversion.loihi_quantize import quantize_graph  # noqa: E402
+from hw_targets.loihi.quantize import quantize_graph  # noqa: E402
 from hw_targets.registry import get_target  # noqa: E402
 from neurall_neuro.benchmarking import Environment, time_it  # noqa: E402
 

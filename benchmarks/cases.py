@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,9 @@ class Models:
     cnn: torch.nn.Module
     snn_source: str
     cnn_source: str
+    #: the SE-SNN checkpoint's preprocessing (to load real images for it), if any
+    snn_preprocessing: dict[str, Any] | None = None
+    snn_classes: tuple[str, ...] | None = None
 
     @property
     def size(self) -> int:
@@ -55,15 +59,18 @@ def load_models(snn_path: Path, cnn_path: Path, quick: bool) -> Models:
         snn = _calibrated(get_model("neurallnet", timesteps=2, **TINY), 16)
         cnn = _calibrated(get_model("se-cnn", **TINY), 16)
         return Models(snn, cnn, "tiny random (quick)", "tiny random (quick)")
+    preprocessing, classes = None, None
     if snn_path.is_file():
-        snn, snn_source = load_checkpoint(snn_path).model, str(snn_path)
+        ckpt = load_checkpoint(snn_path)
+        snn, snn_source = ckpt.model, str(snn_path)
+        preprocessing, classes = dict(ckpt.preprocessing), tuple(ckpt.class_names)
     else:
         snn, snn_source = _calibrated(get_model("neurallnet"), 64), "default config, random weights"
     if cnn_path.is_file():
         cnn, cnn_source = load_checkpoint(cnn_path).model, str(cnn_path)
     else:
         cnn, cnn_source = _calibrated(get_model("se-cnn"), 64), "default config, random weights"
-    return Models(snn, cnn, snn_source, cnn_source)
+    return Models(snn, cnn, snn_source, cnn_source, preprocessing, classes)
 
 
 def _row(
@@ -244,8 +251,8 @@ def _tiny_snn(timesteps: int) -> torch.nn.Module:
 
 def loihi(quick: bool, lava: bool, rows: list) -> dict[str, Any]:
     """Case 4: loihi-emu vs lava-sim fixed point, same network and inputs, same spikes."""
-    from conversion.loihi_quantize import quantize_graph
     from conversion.nir_export import to_nir
+    from hw_targets.loihi.quantize import quantize_graph
     from hw_targets.registry import get_target
 
     timesteps = 2 if quick else 4
@@ -301,6 +308,212 @@ def loihi(quick: bool, lava: bool, rows: list) -> dict[str, Any]:
     return out
 
 
+def _deployment_images(models: Models, data: Path | None, batch: int) -> tuple[torch.Tensor, str]:
+    """``batch`` real images of ``data`` (seeded draw, the checkpoint's preprocessing), or
+    seeded random images when no data folder or no checkpoint preprocessing is given."""
+    if data is not None and models.snn_preprocessing is not None:
+        from neurall_neuro.data.sampling import sample_images
+
+        drawn = sample_images(
+            data, models.snn_preprocessing, n=batch, seed=0, class_names=models.snn_classes
+        )
+        return drawn.images, f"{batch} images of {data} (seed 0)"
+    size = models.size
+    gen = torch.Generator().manual_seed(0)
+    return torch.rand(batch, 3, size, size, generator=gen), f"{batch} random images"
+
+
+def _interleaved(fns: dict[str, Any], rounds: int) -> dict[str, list[float]]:
+    """Wall times of every function, run in turn ``rounds`` times after one warm-up each
+    (interleaved, so that load changes on a shared machine hit every case alike)."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def deployment(
+    models: Models,
+    quick: bool,
+    rows: list,
+    data: Path | None = None,
+    lava_full: bool = False,
+    compiled: bool = False,
+) -> dict[str, Any]:
+    """Case 8: the SE-SNN (full size) deployed, per image at batch 32 on the CPU: the fast
+    path, the NIR ``torch`` target and ``loihi-emu`` (layer-major, and its step-major
+    reference loop), interleaved; ratios to the fast path.
+
+    Checks before timing: ``loihi-emu`` layer-major equals step-major (scores, output
+    spikes, every layer's counts), and the predictions of both targets are compared
+    with the fast path's. ``lava_full``: one image on ``lava-sim`` (73-111 s at 64 px;
+    identical spikes to ``loihi-emu`` checked). ``compiled``: ``torch.compile`` of the
+    fast path and of the emulator's LIF step (identical outputs checked).
+    """
+    from conversion.nir_export import to_nir
+    from hw_targets.registry import get_target
+
+    snn = models.snn.eval()
+    steps = int(snn.config.timesteps)
+    batch = 8 if quick else 32
+    images, source = _deployment_images(models, data, batch)
+    graph = to_nir(snn, example_input=images[:1])
+    fast = snn.to_inference()
+    torch_target = get_target("torch").compile(graph, timesteps=steps)
+    emu_target = get_target("loihi-emu")
+    network = emu_target.lower(graph, timesteps=steps)
+    emu = emu_target.compile(network, timesteps=steps)
+    emu_step = emu_target.compile(network, timesteps=steps, schedule="step")
+    with torch.inference_mode():
+        fast_pred = fast.run(images).logits.argmax(1).numpy()
+    torch_res, emu_res, step_res = (d.run(images) for d in (torch_target, emu, emu_step))
+    identical = (
+        np.array_equal(emu_res.scores, step_res.scores)
+        and np.array_equal(emu_res.output_spikes, step_res.output_spikes)
+        and all(
+            np.array_equal(c, step_res.spike_counts[k]) for k, c in emu_res.spike_counts.items()
+        )
+    )
+    out: dict[str, Any] = {
+        "images": source,
+        "batch": batch,
+        "timesteps": steps,
+        "emulator_kernels": emu.emulator.kernels(),
+        "layer_major_equals_step_major": bool(identical),
+        "torch_agrees_with_fast_path": float(np.mean(torch_res.predictions() == fast_pred)),
+        "emu_agrees_with_fast_path": float(np.mean(emu_res.predictions() == fast_pred)),
+        "load_average_before": os.getloadavg(),
+    }
+    fns = {
+        "fast path": lambda: fast.run(images),
+        "torch target": lambda: torch_target.run(images),
+        "loihi-emu": lambda: emu.run(images),
+        "loihi-emu step-major": lambda: emu_step.run(images),
+    }
+    times = _interleaved(fns, 1 if quick else 5)
+    out["load_average_after"] = os.getloadavg()
+    ms = {name: 1e3 * float(np.median(t)) / batch for name, t in times.items()}
+    out["ms_per_image"] = ms
+    out["ratio_to_fast_path"] = {name: v / ms["fast path"] for name, v in ms.items()}
+    size = f"{models.size} px, T={steps}, b={batch}"
+    _row(rows, f"SE-SNN deployed ({size}, cpu): fast path", ms["fast path"], "ms/img",
+         note=source)  # fmt: skip
+    goals = {"torch target": "goal <= 1.25x", "loihi-emu": "goal <= 2x"}
+    for name in ("torch target", "loihi-emu", "loihi-emu step-major"):
+        note = (
+            f"ratio = time / fast path's ({goals[name]})" if name in goals else "the reference loop"
+        )
+        if name == "loihi-emu":
+            note += f"; identical to step-major: {identical}"
+        rows.append(
+            {
+                "case": f"SE-SNN deployed ({size}, cpu): {name} / fast",
+                "reference": ms["fast path"],
+                "ours": ms[name],
+                "unit": "ms/img",
+                "speedup": ms[name] / ms["fast path"],
+                "note": note,
+            }
+        )
+    if lava_full:
+        lava = get_target("lava-sim").compile(network, timesteps=steps, record="all")
+        lava_res = lava.run(images[:1])
+        mine = emu_target.compile(network, timesteps=steps, record="all").run(images[:1])
+        same = all(np.array_equal(s, lava_res.spikes[k]) for k, s in mine.spikes.items())
+        out["lava_full"] = {"seconds_per_image": lava_res.wall_time_s, "identical_spikes": same}
+        _row(rows, f"lava-sim fixed_pt, one image ({models.size} px, T={steps}), end to end",
+             lava_res.wall_time_s, "s", note=f"identical spikes to loihi-emu: {same}")  # fmt: skip
+    if compiled:  # after Lava: inductor fixes the multiprocessing start method Lava sets
+        out["torch_compile"] = _compile_cases(fast, emu, images, rows, quick)
+    return out
+
+
+def _compile_cases(
+    fast: torch.nn.Module, emu: Any, images: torch.Tensor, rows: list, quick: bool
+) -> dict[str, Any]:
+    """``torch.compile`` of the fast path (whole ``run``) and of the emulator's float LIF
+    step (on the input layer's real drive): compile time, identical outputs, ms."""
+    from hw_targets.loihi.fixed_point import Decay
+    from hw_targets.loihi.spec import DECAY_UNITY, DV_OFFSET, V_MAX, VTH_SHIFT
+
+    out: dict[str, Any] = {}
+    start = time.perf_counter()
+    compiled_run = torch.compile(fast.run, dynamic=False)
+    with torch.inference_mode():
+        mine, ref = compiled_run(images, record=True), fast.run(images, record=True)
+    out["fast_compile_s"] = time.perf_counter() - start
+    out["fast_identical"] = bool(
+        torch.equal(mine.logits, ref.logits)
+        and all(torch.equal(mine.spikes[k], ref.spikes[k]) for k in ref.spikes)
+    )
+    with torch.inference_mode():
+        t = _interleaved(
+            {"eager": lambda: fast.run(images), "compiled": lambda: compiled_run(images)},
+            1 if quick else 5,
+        )
+    out["fast_ms_per_image"] = {k: 1e3 * float(np.median(v)) / len(images) for k, v in t.items()}
+
+    net = emu.network
+    group = net.group(net.input)
+    rule = Decay(DECAY_UNITY - (group.dv + DV_OFFSET))
+    if net.encoder is None or rule.odd_part > 1:  # the float32 state needs factor 2^m
+        return out
+    bias = torch.as_tensor(net.encoder.encode(images.numpy())).reshape(len(images), -1)
+    drive = (bias << group.bias_exp).to(torch.float32)
+    divisor = DECAY_UNITY // rule.factor if rule.factor else 0
+    threshold = float(group.vth << VTH_SHIFT)
+    steps = emu.timesteps
+
+    def step(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        decayed = torch.div(v, divisor, rounding_mode="trunc") if divisor else v * 0
+        v = decayed + drive
+        v = v.clamp(-V_MAX, V_MAX)
+        z = (v > threshold).to(v.dtype)
+        return v - v * z, z
+
+    compiled_step = torch.compile(step, dynamic=False)
+
+    def loop(fn: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        v, spikes = torch.zeros_like(drive), []
+        for _ in range(steps):
+            v, z = fn(v)
+            spikes.append(z)
+        return v, torch.stack(spikes)
+
+    start = time.perf_counter()
+    mine_v, mine_z = loop(compiled_step)
+    out["emu_lif_compile_s"] = time.perf_counter() - start
+    ref_v, ref_z = loop(step)
+    out["emu_lif_identical"] = bool(torch.equal(mine_v, ref_v) and torch.equal(mine_z, ref_z))
+    t = _interleaved({"eager": lambda: loop(step), "compiled": lambda: loop(compiled_step)},
+                     1 if quick else 5)  # fmt: skip
+    out["emu_lif_ms_per_image"] = {k: 1e3 * float(np.median(v)) / len(images) for k, v in t.items()}
+    for what, key in (
+        ("fast path (whole run)", "fast"),
+        ("emulator LIF steps, input layer", "emu_lif"),
+    ):
+        if f"{key}_ms_per_image" not in out:
+            continue
+        ms = out[f"{key}_ms_per_image"]
+        rows.append(
+            {
+                "case": f"torch.compile: {what}",
+                "reference": ms["eager"],
+                "ours": ms["compiled"],
+                "unit": "ms/img",
+                "speedup": ms["eager"] / ms["compiled"],
+                "note": f"identical: {out[f'{key}_identical']}; compile "
+                f"{out[f'{key}_compile_s']:.0f} s",
+            }
+        )
+    return out
+
+
 def energy_counting(models: Models, quick: bool, rows: list) -> dict[str, Any]:
     """Case 7: the energy-counting pass against a plain pass (same model, same batch)."""
     from energy.torch_counter import OpCounter
@@ -335,8 +548,8 @@ def energy_counting(models: Models, quick: bool, rows: list) -> dict[str, Any]:
 
 def footprint(models: Models, rows: list) -> dict[str, Any]:
     """Case 6 (footprint): fp32 and int8 parameter bytes; Loihi synapse and state bytes."""
-    from conversion.loihi_quantize import quantize_graph
     from conversion.nir_export import to_nir
+    from hw_targets.loihi.quantize import quantize_graph
 
     out = {}
     for name, model in (("SE-SNN", models.snn), ("SE-CNN", models.cnn)):

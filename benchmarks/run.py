@@ -10,6 +10,9 @@ Cases (SE-SNN at its default deployment configuration — 64 px, T = 4 — and t
    batch-1 latency with and without a CUDA graph, batch-256 throughput);
 4. ``loihi-emu`` against ``lava-sim`` fixed point on the same small SE-SNN and inputs
    (identical spikes asserted);
+8. the full-size SE-SNN deployed: fast path, NIR ``torch`` target, ``loihi-emu``
+   (layer-major and step-major) per image at batch 32, ratios to the fast path
+   (``--lava-full``: one image on ``lava-sim`` too; ``--compile``: ``torch.compile``);
 5. training throughput (images/s) of both models;
 6. peak memory (RSS; CUDA max allocated) and model footprint (fp32, int8, Loihi);
 7. the energy-counting pass against a plain pass.
@@ -56,6 +59,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-lava", action="store_true", help="skip the Lava comparison")
     parser.add_argument(
+        "--data",
+        type=Path,
+        default=os.environ.get("NEURALL_BENCH_DATA") or None,
+        help="dataset folder whose images the deployment case uses (default: "
+        "$NEURALL_BENCH_DATA, else seeded random images)",
+    )
+    parser.add_argument(
+        "--lava-full",
+        action="store_true",
+        help="also run one full-size image on lava-sim (73-111 s at 64 px)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time torch.compile of the fast path and of the emulator's LIF step "
+        "(minutes of compilation)",
+    )
+    parser.add_argument(
         "--no-cuda", action="store_true", help="skip CUDA cases even when a GPU is present"
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latest.json"))
@@ -78,6 +99,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["inference_cuda"] = cases.inference(models, "cuda", quick=args.quick, rows=rows)
     results["training"] = cases.training(models, "cpu", quick=args.quick, rows=rows)
     results["loihi"] = cases.loihi(quick=args.quick, lava=not args.no_lava, rows=rows)
+    results["deployment"] = cases.deployment(
+        models,
+        quick=args.quick,
+        rows=rows,
+        data=args.data,
+        lava_full=args.lava_full and not args.no_lava,
+        compiled=args.compile,
+    )
     results["energy_counting"] = cases.energy_counting(models, quick=args.quick, rows=rows)
     results["footprint"] = cases.footprint(models, rows=rows)
     results["peak_rss_mib"] = peak_rss_mib()
@@ -86,7 +115,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     results["rows"] = rows
 
+    results["load_average_end"] = os.getloadavg()
     print(cases.render(rows, results["environment"]))
+    load = " / ".join(f"{x:.2f}" for x in results["deployment"]["load_average_before"])
+    print(f"\nload average (1/5/15 min) before the deployment case: {load}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=str))
     print(f"\nwrote {args.out}")

@@ -1,1 +1,1 @@
-"""Conversion between Norse/torch models, NIR graphs and lava-dl netx HDF5 files."""
+"""Conversion between Norse/torch models and NIR graphs (Loihi and netx: ``hw_targets.loihi``)."""

@@ -28,8 +28,10 @@ def batchnorm_affine(
     """``(scale, shift)`` per channel (float64) of a BatchNorm in eval mode."""
     if bn.running_mean is None or bn.running_var is None:
         raise UnsupportedModuleError(
-            f"{type(bn).__name__} at {path!r} has no running statistics "
-            "(track_running_stats=False); only eval-mode BatchNorm folds into a NIR graph"
+            type(bn),
+            path,
+            reason="track_running_stats=False; only eval-mode BatchNorm folds into a NIR graph",
+            problem="has no running statistics",
         )
     mean = bn.running_mean.detach().cpu().double().numpy()
     var = bn.running_var.detach().cpu().double().numpy()
@@ -52,8 +54,10 @@ def fold_batchnorm(
     scale, shift = batchnorm_affine(bn, path)
     if weight.shape[0] != scale.shape[0]:
         raise UnsupportedModuleError(
-            f"{type(bn).__name__} at {path!r} has {scale.shape[0]} channels but the preceding "
-            f"layer has {weight.shape[0]} outputs"
+            type(bn),
+            path,
+            problem=f"has {scale.shape[0]} channels but the preceding layer has "
+            f"{weight.shape[0]} outputs",
         )
     broadcast = scale.reshape((-1,) + (1,) * (weight.ndim - 1))
     folded_weight = weight.astype(np.float64) * broadcast

@@ -1,23 +1,22 @@
-"""Export of neurall-neuro models to NIR graphs (our own mapping; Norse's ``to_nir`` is
+"""Export of torch / Norse models to NIR graphs (our own mapping; Norse's ``to_nir`` is
 broken for these models, see DESIGN.md).
 
-The SE-SNN (``neurallnet``) becomes::
-
-    Input (C, H, W), static  ->  stem.conv (Conv2d, BatchNorm folded)  ->  body.lif1 (LIF)
-    -> body.pool2 (AvgPool2d 2x2) -> body.conv2 (+bn2 folded) -> body.lif2 -> ...
-    [-> body.seK.* spiking SE subgraph, or nothing for folded analog / no SE]
-    -> body.head_pool (AvgPool2d over the whole map) -> body.head_flatten (Flatten)
-    -> body.head_fc (Affine) -> output
+:func:`to_nir` knows no model. It first looks up a whole-model exporter registered for the
+model's class (:mod:`conversion.model_exporters`; the SE-SNN's, with its static input,
+readout convention and SE folding, is :mod:`conversion.mappings.neurallnet`). Any other
+model is exported module by module (:mod:`conversion.nir_mappings`): a single mapped module
+or a tree of ``nn.Sequential`` and mapped modules is walked as a chain; anything else
+(Norse's ``SequentialState``, a ``forward`` with residual adds, branches, concatenation)
+is traced with torch.fx (:mod:`conversion.fx_trace`). Norse 1.1.0's neuron modules are
+mapped by :mod:`conversion.mappings.norse`. ``example_input`` gives the input shape
+(``[B, ...]`` per step, ``[T, B, ...]`` for Norse's sequence modules). A module or
+operation without a NIR form, e.g. the Residual SE-CNN's ReLU and max pooling, raises
+:class:`~neurall_neuro.errors.UnsupportedModuleError` naming it; nothing is dropped.
 
 Node names are the module paths; every node's ``metadata["module"]`` names the module it
 comes from. The graph metadata records the conventions of :mod:`conversion.nir_conventions`
-(dt, convention string, ``T``, static input, ``readout = "mean_over_time"``), the model
-name and config, class names when known, and the SE folding details.
-
-Other models are walked module by module (:mod:`conversion.nir_mappings`): plain
-``nn.Sequential`` stacks of mapped modules export (per-step input, ``example_input``
-gives the shape); anything else, e.g. the Residual SE-CNN (ReLU, max pooling, residual
-adds), raises :class:`~neurall_neuro.errors.UnsupportedModuleError`.
+(dt, convention string, input encoding, and what the model's exporter adds: ``T``, the
+readout, the model name and config, class names when known, the SE folding details).
 """
 
 from __future__ import annotations
@@ -33,29 +32,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from conversion.nir_builder import GraphBuilder
+from conversion import nir_types
+from conversion.fx_trace import TracedModel, leading_dims, model_dt, returns_state
+from conversion.model_exporters import ExportRequest, find_model_exporter
+from conversion.nir_builder import DEFAULT_SE_BROADCAST, GraphBuilder, structural_groups
 from conversion.nir_conventions import (
     CONVENTION,
     INPUT_PER_STEP,
-    INPUT_STATIC,
     METADATA_FORMAT,
     METADATA_FORMAT_VERSION,
-    READOUT_MEAN_OVER_TIME,
-    encode_metadata,
 )
-from conversion.nir_graph import check_portable, validate_graph
+from conversion.nir_graph import validate_graph
 from conversion.nir_io import graph_metadata, write_nir
-from conversion.nir_mappings import find_mapping, unsupported_module_error, walk
-from conversion.se_folding import (
-    FoldingReport,
-    ImageSource,
-    analog_se_blocks,
-    calibrate_se_gates,
-    folding_report,
-)
+from conversion.nir_mappings import find_mapping, mapping_traits, walk
+from conversion.se_folding import FoldingReport, ImageSource, folding_report
 from neurall_neuro.errors import ConversionError
-from neurall_neuro.models.neurallnet import DEFAULT_DT, NeurAllNet
-from neurall_neuro.models.neurons import LIFLayer
+from neurall_neuro.models.neurons import DEFAULT_DT
 
 __all__ = [
     "FoldingReport",
@@ -65,7 +57,6 @@ __all__ = [
     "to_nir",
 ]
 
-_NEURON_TYPES = (nir.LIF, nir.IF, nir.LI, nir.I, nir.CubaLIF, nir.CubaLI)
 _WEIGHT_FIELDS = ("weight", "bias", "scale")
 
 
@@ -77,51 +68,13 @@ def _unwrap(model: nn.Module) -> nn.Module:
     )
 
 
-def _input_shape(
-    example_input: torch.Tensor | None,
-    default: tuple[int, ...] | None,
-    image_dims: int | None = None,
-) -> tuple[int, ...]:
-    """Batch-free input shape: ``example_input`` is a batch ``[B, ...]``; with ``image_dims``
-    a single unbatched sample of that many dims is accepted too."""
-    if example_input is None:
-        if default is None:
-            raise ConversionError(
-                "to_nir needs example_input (a batch [B, ...] of model inputs) to know the "
-                "input shape of this model"
-            )
-        return default
-    shape = tuple(int(s) for s in example_input.shape)
-    if image_dims is not None and len(shape) == image_dims:
-        return shape
-    if len(shape) < 2:
-        raise ConversionError(f"example_input must be a batch [B, ...], got shape {shape}")
-    return shape[1:]
-
-
-def _finish(builder: GraphBuilder, metadata: dict[str, Any]) -> nir.NIRGraph:
-    builder.add_output("output")
-    try:
-        graph = nir.NIRGraph(
-            nodes=builder.nodes,
-            edges=builder.edges,
-            metadata=encode_metadata(metadata),
-            type_check=True,
-        )
-    except (ValueError, AssertionError) as exc:
-        raise ConversionError(f"the exported graph fails NIR's own type check: {exc}") from exc
-    validate_graph(graph)
-    check_portable(graph)
-    return graph
-
-
 def to_nir(
     model: nn.Module,
     example_input: torch.Tensor | None = None,
     calibration: ImageSource | None = None,
     class_names: Sequence[str] | None = None,
     calibration_batch_size: int = 32,
-    se_broadcast: str = "grouped",
+    se_broadcast: str = DEFAULT_SE_BROADCAST,
 ) -> nir.NIRGraph:
     """Export ``model`` to a NIR graph (see the module docstring).
 
@@ -130,91 +83,77 @@ def to_nir(
     ``calibration``: images (tensor ``[N, C, H, W]`` or iterable of batches) required
     for SE blocks in ``analog`` mode, whose gates are replaced by their expectation over
     these images and timesteps and folded into the next layer (:mod:`conversion.se_folding`).
-    ``class_names`` are stored in the metadata. ``se_broadcast``: ``"grouped"`` (the
-    convention: one ``Conv2d`` group per channel) or ``"dense"`` (an equivalent ``groups=1``
-    convolution, for consumers that mishandle grouped convolutions; see
-    :func:`conversion.nir_mappings.map_spiking_se`).
+    ``class_names`` are stored in the metadata. ``se_broadcast``: how per-channel maps (the
+    spiking SE gate's broadcast, a BatchNorm2d without a preceding convolution) are
+    written: ``"dense"`` (default, portable: an equivalent ``groups=1`` convolution with a
+    diagonal channel matrix, read by stock ``nir.read`` and snnTorch) or ``"grouped"``
+    (compact: one ``Conv2d`` group per channel, which nir 1.0.8's ``nir.read`` and the
+    snnTorch/Norse/sinabs importers reject; read it with
+    :func:`conversion.nir_io.read_nir`). See :func:`conversion.nir_mappings.map_spiking_se`.
+
+    A model of Norse modules (``SequentialState``, ``nn.Sequential``, any ``forward`` with
+    residual adds or branches) exports through :mod:`conversion.fx_trace` and the Norse
+    mappings of :mod:`conversion.mappings.norse`; ``example_input`` is then ``[B, ...]``
+    for a model of Cells (one step per call) or ``[T, B, ...]`` for one of Norse's
+    sequence modules (``LIF``, ``LI``, ``Lift``, ...); the graph's ``dt`` is the modules'
+    ``dt`` (Norse's default 1e-3 s).
     """
     model = _unwrap(model)
-    if isinstance(model, NeurAllNet):
-        return _export_neurallnet(
-            model, example_input, calibration, class_names, calibration_batch_size, se_broadcast
-        )
-    return _export_generic(model, example_input, class_names)
+    request = ExportRequest(
+        example_input=example_input,
+        calibration=calibration,
+        class_names=class_names,
+        calibration_batch_size=calibration_batch_size,
+        se_broadcast=se_broadcast,
+    )
+    exporter = find_model_exporter(model)
+    if exporter is not None:
+        return exporter(model, request)
+    return _export_generic(model, request)
 
 
-def _export_neurallnet(
-    model: NeurAllNet,
-    example_input: torch.Tensor | None,
-    calibration: ImageSource | None,
-    class_names: Sequence[str] | None,
-    batch_size: int,
-    se_broadcast: str,
-) -> nir.NIRGraph:
-    config = model.config
-    default = (config.in_channels, config.input_size, config.input_size)
-    shape = _input_shape(example_input, default, image_dims=3)
-    if shape[0] != config.in_channels:
+def _walkable(module: nn.Module, root: bool = True) -> bool:
+    """A single mapped module, or a tree of plain ``nn.Sequential`` containers and mapped
+    modules that return a tensor: the module walker maps it as a chain. (A Norse Cell
+    inside an ``nn.Sequential`` cannot get its state back; the trace refuses it.)"""
+    if find_mapping(module) is not None:
+        return root or mapping_traits(module).sequence or not returns_state(module)
+    return type(module) is nn.Sequential and all(_walkable(c, False) for c in module.children())
+
+
+def _input_shape(request: ExportRequest, leading: int) -> tuple[int, ...]:
+    """Batch-free input shape: ``example_input`` is ``[B, ...]`` (per-step model) or
+    ``[T, B, ...]`` (a model of Norse's sequence modules)."""
+    if leading == 1:
+        return request.input_shape()
+    if request.example_input is None or request.example_input.dim() <= leading:
+        got = None if request.example_input is None else tuple(request.example_input.shape)
         raise ConversionError(
-            f"example_input has {shape[0]} channels, the model expects {config.in_channels}"
+            "this model contains modules that take whole [T, B, ...] sequences (Norse's "
+            f"non-Cell modules or Lift): to_nir needs example_input [T, B, ...], got {got}"
         )
-    gates: dict[str, np.ndarray] = {}
-    n_calibration = 0
-    if analog_se_blocks(model):
-        if calibration is None:
-            raise ConversionError(
-                f"model has SE blocks in 'analog' mode ({', '.join(analog_se_blocks(model))}); "
-                "their sigmoid gate multiplies two signals, which NIR cannot express. Pass "
-                "calibration images: to_nir(model, calibration=images) (CLI: --calibration-data "
-                "DIR) to fold each gate's expectation into the next layer"
-            )
-        gates, n_calibration = calibrate_se_gates(model, calibration, batch_size)
-    builder = GraphBuilder(config.dt, se_gates=gates, se_broadcast=se_broadcast)
-    builder.add_input("input", shape, metadata={"encoding": INPUT_STATIC})
-    walk(model.stem, "stem", builder)
-    walk(model.body, "body", builder)
-    name = getattr(model, "registry_name", model.model_name)
-    metadata: dict[str, Any] = {
-        "format": METADATA_FORMAT,
-        "format_version": METADATA_FORMAT_VERSION,
-        "dt": float(config.dt),
-        "convention": CONVENTION,
-        "timesteps": int(config.timesteps),
-        "input_encoding": INPUT_STATIC,
-        "readout": READOUT_MEAN_OVER_TIME,
-        "model": name,
-        "model_config": {
-            k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()
-        },
-        "se_mode": config.se_mode,
-    }
-    if config.se_mode == "spiking" and config.se_stages:
-        metadata["se_broadcast"] = se_broadcast
-    if class_names is not None:
-        metadata["class_names"] = list(class_names)
-    if gates:
-        metadata["se_folding"] = "calibrated_expectation"
-        metadata["se_calibration_images"] = int(n_calibration)
-        metadata["se_gates"] = {path: gate.astype(np.float64) for path, gate in gates.items()}
-    return _finish(builder, metadata)
+    return tuple(int(s) for s in request.example_input.shape[leading:])
 
 
-def _export_generic(
-    model: nn.Module, example_input: torch.Tensor | None, class_names: Sequence[str] | None
-) -> nir.NIRGraph:
-    lif_dts = {m.dt for m in model.modules() if isinstance(m, LIFLayer)}
-    if len(lif_dts) > 1:
-        raise ConversionError(f"the model's LIF layers use different dt values {sorted(lif_dts)}")
-    dt = lif_dts.pop() if lif_dts else DEFAULT_DT
-    builder = GraphBuilder(dt)
+def _export_generic(model: nn.Module, request: ExportRequest) -> nir.NIRGraph:
+    """Any other model, driven per step (see the module docstring).
+
+    A single mapped module or a tree of ``nn.Sequential`` and mapped modules is walked as a
+    chain; anything else (``SequentialState``, a module with its own ``forward``: residual
+    adds, branches, concatenation) is traced with torch.fx (:mod:`conversion.fx_trace`).
+    """
+    leading = leading_dims(model)
+    dt = model_dt(model, DEFAULT_DT)
+    builder = GraphBuilder(dt, se_broadcast=request.se_broadcast, leading_dims=leading)
     # A container's children are named by their paths; a single mapped module by its class.
-    root = "" if type(model) is nn.Sequential else type(model).__name__.lower()
-    if root and find_mapping(model) is None:
-        # Fail before asking for an input shape if the model cannot be mapped at all.
-        raise unsupported_module_error(model, "")
-    shape = _input_shape(example_input, None)
+    single = find_mapping(model) is not None
+    traced = None if _walkable(model) else TracedModel(model)  # fails before asking for a shape
+    shape = _input_shape(request, leading)
     builder.add_input("input", shape, metadata={"encoding": INPUT_PER_STEP})
-    walk(model, root, builder)
+    if traced is not None:
+        traced.replay(builder)
+    else:
+        walk(model, type(model).__name__.lower() if single else "", builder)
     metadata: dict[str, Any] = {
         "format": METADATA_FORMAT,
         "format_version": METADATA_FORMAT_VERSION,
@@ -222,10 +161,11 @@ def _export_generic(
         "convention": CONVENTION,
         "input_encoding": INPUT_PER_STEP,
         "model": type(model).__name__,
+        "model_input": "[T, B, ...] sequence" if leading == 2 else "[B, ...] per step",
     }
-    if class_names is not None:
-        metadata["class_names"] = list(class_names)
-    return _finish(builder, metadata)
+    if request.class_names is not None:
+        metadata["class_names"] = list(request.class_names)
+    return builder.finish(metadata)
 
 
 def export_nir(
@@ -234,7 +174,7 @@ def export_nir(
     example_input: torch.Tensor | None = None,
     calibration: ImageSource | None = None,
     class_names: Sequence[str] | None = None,
-    se_broadcast: str = "grouped",
+    se_broadcast: str = DEFAULT_SE_BROADCAST,
 ) -> nir.NIRGraph:
     """:func:`to_nir`, then write the graph to ``path`` atomically; returns the graph."""
     graph = to_nir(
@@ -251,8 +191,10 @@ def export_nir(
 def graph_summary(graph: nir.NIRGraph) -> dict[str, Any]:
     """Nodes by type, edges, parameter and neuron counts, dt, T and I/O shapes of ``graph``.
 
-    ``parameters`` counts synaptic values (weights, biases, scales); ``neurons`` the
-    state-holding units (LIF, IF, LI, I, Cuba*) per sample.
+    ``parameters`` counts synaptic values (weights, biases, scales; a ``groups=1``
+    convolution whose non-zero weights form diagonal channel blocks, e.g. the dense SE
+    broadcast, counts the weights of its grouped form); ``neurons`` the state-holding
+    units (LIF, IF, LI, I, Cuba*) per sample.
     """
     info = validate_graph(graph)
     nodes = info.flat.nodes
@@ -262,11 +204,16 @@ def graph_summary(graph: nir.NIRGraph) -> dict[str, Any]:
         for key in _WEIGHT_FIELDS:
             value = getattr(node, key, None)
             if value is not None:
-                parameters += int(np.asarray(value).size)
+                size = int(np.asarray(value).size)
+                if key == "weight" and isinstance(node, nir.Conv2d):
+                    # a dense per-channel map holds the synapses of its grouped form
+                    groups = int(np.asarray(node.groups))
+                    size = size * groups // structural_groups(np.asarray(value), groups)
+                parameters += size
     neurons = sum(
         int(np.prod(info.shapes[name][1]))
         for name, node in nodes.items()
-        if isinstance(node, _NEURON_TYPES)
+        if isinstance(node, nir_types.NEURONS)
     )
     return {
         "nodes_by_type": dict(sorted(Counter(type(n).__name__ for n in nodes.values()).items())),

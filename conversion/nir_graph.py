@@ -18,6 +18,7 @@ import nir
 import numpy as np
 import torch
 
+from conversion import nir_types
 from conversion.nir_nodes import BUILDERS, as_array, int_tuple, supported_node_types
 from neurall_neuro.errors import GraphFileError, UnsupportedNodeError
 
@@ -158,20 +159,6 @@ def execution_order(flat: FlatGraph) -> tuple[list[str], list[Edge]]:
     return postorder[::-1], back
 
 
-#: Nodes acting elementwise with parameters of the node's shape (or a broadcast scalar).
-_ELEMENTWISE = (
-    nir.LIF,
-    nir.IF,
-    nir.LI,
-    nir.I,
-    nir.CubaLIF,
-    nir.CubaLI,
-    nir.Threshold,
-    nir.Delay,
-    nir.Scale,
-)
-
-
 def _param_shape(name: str, node: nir.NIRNode) -> Shape:
     for key in ("tau", "tau_mem", "r", "threshold", "delay", "v_threshold", "scale"):
         if hasattr(node, key) and getattr(node, key) is not None:
@@ -279,7 +266,11 @@ def _accepts(name: str, node: nir.NIRNode, shape: Shape) -> bool:
     if isinstance(node, (nir.Output, nir.Input)):
         return True
     declared = None if isinstance(node, (nir.Conv1d, nir.Conv2d)) else _declared(node.input_type)
-    if declared is not None and isinstance(node, _ELEMENTWISE) and int(np.prod(declared)) == 1:
+    if (
+        declared is not None
+        and isinstance(node, nir_types.ELEMENTWISE)
+        and int(np.prod(declared)) == 1
+    ):
         declared = None
     if declared is not None and declared != shape:
         return False
@@ -345,7 +336,7 @@ def infer_shapes(
             declared_in = _declared(getattr(node, "input_type", None))
         if (
             declared_in is not None
-            and isinstance(node, _ELEMENTWISE)
+            and isinstance(node, nir_types.ELEMENTWISE)
             and int(np.prod(declared_in)) == 1
         ):
             declared_in = shape  # scalar parameters broadcast over the input

@@ -17,7 +17,6 @@ file under the final name.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from nir.serialization import hdf2dict
 from conversion.nir_conventions import decode_metadata
 from conversion.nir_graph import GraphInfo, check_portable, validate_graph
 from conversion.nir_nodes import supported_node_types
+from neurall_neuro.atomic import atomic_path
 from neurall_neuro.errors import GraphFileError, UnsupportedNodeError
 
 #: Node type names that nir 1.0.8 can deserialise.
@@ -154,16 +154,11 @@ def write_nir(graph: nir.NIRGraph, path: str | os.PathLike[str]) -> Path:
     check_writable(graph)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        nir.write(tmp, graph)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:  # mode 0o666 & ~umask, like any file the user writes
+            nir.write(tmp, graph)
     except (OSError, TypeError, ValueError) as exc:
         raise GraphFileError(f"cannot write {path}: {type(exc).__name__}: {exc}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -22,13 +22,25 @@ Identity, Dropout     nothing (identity at inference)
 Sequential            its children, in order
 ====================  ==========================================================================
 
+Norse 1.1.0's neuron modules (``LIFCell``/``LIF`` -> ``CubaLIF``, ``LIFBoxCell`` -> ``LIF``,
+``LICell``/``LI`` -> ``CubaLI``, ``LIBoxCell`` -> ``LI``, ``IAFCell``/``IAF`` -> ``IF``,
+``LIFRecurrentCell``/``LIFRecurrent`` -> ``CubaLIF`` with a recurrent ``Linear`` edge, ``Lift``)
+are mapped in :mod:`conversion.mappings.norse`, one of the built-in mapping modules
+(:data:`BUILTIN_MAPPING_MODULES`) imported on the first lookup.
+
+Besides the mapping function a class may register :class:`MappingTraits`: whether the
+module consumes whole ``[T, B, ...]`` sequences (Norse's non-Cell modules) and how to read
+the time step its dynamics use (the graph's ``dt`` must be the same for all of them).
+
 Any other module raises :class:`~neurall_neuro.errors.UnsupportedModuleError` naming its
 class, its path in the model and the supported set. Nothing is skipped silently.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import nir
 import numpy as np
@@ -37,85 +49,155 @@ from torch import nn
 from conversion.bn_folding import batchnorm_affine, fold_batchnorm
 from conversion.nir_builder import GraphBuilder
 from neurall_neuro.errors import ConversionError, UnsupportedModuleError
+from neurall_neuro.int_tuples import int_pair
+from neurall_neuro.models.blocks import MeanOverTime, ResidualAdd
 from neurall_neuro.models.neurons import LIFLayer
 from neurall_neuro.models.se_block import AND_THRESHOLD, SEBlock
 from neurall_neuro.registry import Registry
 
 ModuleMapping = Callable[[nn.Module, str, GraphBuilder], None]
 
+
+@dataclass(frozen=True)
+class MappingTraits:
+    """What an exporter must know about a mapped module class besides its mapping.
+
+    ``sequence``: the module takes a whole ``[T, B, ...]`` sequence (Norse's non-Cell
+    modules, ``Lift``): a model containing one is driven with ``[T, B, ...]`` inputs, and
+    torch dims count two leading dims instead of one. ``dt``: returns the time step (s)
+    the module's dynamics use, or ``None`` when they use none (all such values in one
+    model must agree: a graph has one ``dt``). ``returns_state``: whether a call returns
+    ``(output, state)``; default: iff its ``forward`` takes a ``state`` argument (Norse's
+    convention).
+    """
+
+    sequence: bool = False
+    dt: Callable[[nn.Module], float | None] | None = None
+    returns_state: Callable[[nn.Module], bool] | None = None
+
+
 #: Module class (qualified name) -> mapping function.
 MODULE_MAPPINGS: Registry[ModuleMapping] = Registry("NIR module mapping")
+#: Module class (qualified name) -> its traits (classes without an entry: the defaults).
+MAPPING_TRAITS: Registry[MappingTraits] = Registry("NIR mapping traits")
+#: Module class (qualified name) -> why it has no mapping (added to the error message).
+UNSUPPORTED_REASONS: Registry[str] = Registry("reason a module has no NIR mapping")
+#: Containers from a package whose modules are otherwise leaves of a torch.fx trace (see
+#: conversion.fx_trace.LEAF_PACKAGES) that are traced through: their forward only chains
+#: their children (class qualified name -> class).
+TRACED_CONTAINERS: Registry[type] = Registry("container traced through by torch.fx")
 
-#: Why common unmappable modules have no mapping (added to the error message).
-_REASONS: dict[type, str] = {
-    nn.ReLU: "NIR has no ReLU: it describes spiking/linear dynamics, not rate activations",
-    nn.MaxPool2d: "NIR has no max pooling (only AvgPool2d and SumPool2d)",
-    nn.Sigmoid: "a sigmoid gate needs a product of two signals; fold it (SE analog mode)",
-}
+#: Modules that register more mappings (imported on the first lookup).
+BUILTIN_MAPPING_MODULES: tuple[str, ...] = ("conversion.mappings.norse",)
 
 
 def class_key(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def register_mapping(*classes: type) -> Callable[[ModuleMapping], ModuleMapping]:
-    """Decorator: register a mapping function for one or more module classes."""
+def register_mapping(
+    *classes: type, traits: MappingTraits | None = None
+) -> Callable[[ModuleMapping], ModuleMapping]:
+    """Decorator: register a mapping function (and optional traits) for module classes."""
 
     def decorator(fn: ModuleMapping) -> ModuleMapping:
         for cls in classes:
             MODULE_MAPPINGS.register(class_key(cls), fn)
+            if traits is not None:
+                MAPPING_TRAITS.register(class_key(cls), traits)
         return fn
 
     return decorator
 
 
+def register_unsupported_reason(cls: type, reason: str) -> None:
+    """Explain in the export error why modules of ``cls`` have no NIR mapping."""
+    UNSUPPORTED_REASONS.register(class_key(cls), reason)
+
+
+def register_traced_container(cls: type) -> None:
+    """Let torch.fx trace through ``cls`` (see :data:`TRACED_CONTAINERS`)."""
+    TRACED_CONTAINERS.register(class_key(cls), cls)
+
+
+def is_traced_container(module: nn.Module) -> bool:
+    load_builtin_mappings()
+    return class_key(type(module)) in TRACED_CONTAINERS
+
+
+def load_builtin_mappings() -> None:
+    """Import :data:`BUILTIN_MAPPING_MODULES` (registers on first import; cached after)."""
+    for name in BUILTIN_MAPPING_MODULES:
+        importlib.import_module(name)
+
+
 def find_mapping(module: nn.Module) -> ModuleMapping | None:
+    load_builtin_mappings()
     key = class_key(type(module))
     return MODULE_MAPPINGS.get(key) if key in MODULE_MAPPINGS else None
 
 
+def mapping_traits(module: nn.Module) -> MappingTraits:
+    """The registered :class:`MappingTraits` of ``module``'s class (defaults if none)."""
+    load_builtin_mappings()
+    key = class_key(type(module))
+    return MAPPING_TRAITS.get(key) if key in MAPPING_TRAITS else MappingTraits()
+
+
+def unsupported_reason(module: nn.Module) -> str | None:
+    """Why ``module``'s class has no mapping, when a reason is registered."""
+    load_builtin_mappings()
+    key = class_key(type(module))
+    return UNSUPPORTED_REASONS.get(key) if key in UNSUPPORTED_REASONS else None
+
+
 def supported_modules() -> list[str]:
-    """Class names with a NIR mapping (plus ``Sequential`` containers)."""
-    return sorted({key.rsplit(".", 1)[-1] for key in MODULE_MAPPINGS.names()} | {"Sequential"})
+    """Class names with a NIR mapping (plus ``Sequential`` and traced containers)."""
+    load_builtin_mappings()
+    names = {key.rsplit(".", 1)[-1] for key in (*MODULE_MAPPINGS.names(), *TRACED_CONTAINERS)}
+    return sorted(names | {"Sequential"})
+
+
+for _cls, _reason in (
+    (nn.ReLU, "NIR has no ReLU: it describes spiking/linear dynamics, not rate activations"),
+    (nn.MaxPool2d, "NIR has no max pooling (only AvgPool2d and SumPool2d)"),
+    (nn.Sigmoid, "a sigmoid gate needs a product of two signals; fold it (SE analog mode)"),
+    (ResidualAdd, "a sum of two branches; the module walker maps chains of layers only"),
+    (
+        MeanOverTime,
+        "a mean over time is a graph's readout convention (metadata readout = "
+        "mean_over_time), written by a whole-model exporter, not a node",
+    ),
+):
+    register_unsupported_reason(_cls, _reason)
+# A residual join is a plain sum: the torch.fx trace goes through it (edges summed).
+register_traced_container(ResidualAdd)
 
 
 def unsupported_module_error(module: nn.Module, path: str) -> UnsupportedModuleError:
     """The error for ``module`` at ``path``; for a container with its own ``forward``
     (e.g. a residual block) it names the unmappable modules inside as well."""
     where = path or "<model root>"
-    name = type(module).__name__
     inner = [
         (f"{path}.{sub}" if path else sub, child)
         for sub, child in module.named_modules()
         if sub and not list(child.children()) and find_mapping(child) is None
     ]
-    if inner:
-        first_path, first = inner[0]
-        detail = f"{type(first).__name__} at {first_path!r} has no NIR mapping"
-        reason = _REASONS.get(type(first))
-        if reason:
-            detail += f" ({reason})"
+    if not inner:
+        return UnsupportedModuleError(
+            type(module), where, supported_modules(), unsupported_reason(module)
+        )
+    first_path, first = inner[0]
+    detail = (
+        f"it sits inside {type(module).__name__} at {where!r}, whose own forward() (e.g. "
+        "residual adds) cannot be expressed as a NIR graph either"
+    )
+    if len(inner) > 1:
         others = ", ".join(f"{type(m).__name__} at {p!r}" for p, m in inner[1:6])
-        if others:
-            detail += f"; also unmappable: {others}" + (", ..." if len(inner) > 6 else "")
-        detail += (
-            f"; it sits inside {name} at {where!r}, whose own forward() (e.g. residual adds) "
-            "cannot be expressed as a NIR graph either"
-        )
-        error = UnsupportedModuleError(
-            f"cannot export to NIR: {detail}. Supported modules: {', '.join(supported_modules())}"
-        )
-        error.module_class, error.path = type(first).__name__, first_path
-    else:
-        reason = _REASONS.get(type(module))
-        error = UnsupportedModuleError(
-            f"cannot export to NIR: {name} at {where!r} has no NIR mapping"
-            + (f" ({reason})" if reason else "")
-            + f". Supported modules: {', '.join(supported_modules())}"
-        )
-        error.module_class, error.path = name, where
-    error.supported = supported_modules()
-    return error
+        detail = f"also unmappable: {others}{', ...' if len(inner) > 6 else ''}; {detail}"
+    return UnsupportedModuleError(
+        type(first), first_path, supported_modules(), unsupported_reason(first), detail=detail
+    )
 
 
 def walk(module: nn.Module, path: str, builder: GraphBuilder) -> None:
@@ -137,20 +219,11 @@ def _numpy(tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy().astype(np.float32)
 
 
-def _pair(value) -> tuple[int, int]:
-    return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
-
-
 def _unsupported_option(module: nn.Module, path: str, option: str) -> UnsupportedModuleError:
-    error = UnsupportedModuleError(
-        f"{type(module).__name__} at {path!r}: {option} has no NIR equivalent"
+    """The error for an option of a supported module that NIR cannot express."""
+    return UnsupportedModuleError(
+        type(module), path, supported_modules(), option, problem="cannot be expressed in NIR"
     )
-    error.module_class, error.path, error.supported = (
-        type(module).__name__,
-        path,
-        supported_modules(),
-    )
-    return error
 
 
 def conv_input_shape(builder: GraphBuilder, groups: int) -> tuple[int, ...] | None:
@@ -193,13 +266,17 @@ def map_conv2d(module: nn.Conv2d, path: str, builder: GraphBuilder) -> None:
         rows = per_group[np.arange(weight.shape[0]) // (weight.shape[0] // groups)]
         weight = (weight.astype(np.float64) * rows[:, :, None, None]).astype(np.float32)
         metadata["folded_se_gate"] = source
-    padding = module.padding if isinstance(module.padding, str) else _pair(module.padding)
+    padding = (
+        module.padding
+        if isinstance(module.padding, str)
+        else int_pair(module.padding, f"{path}: padding", error=ConversionError)
+    )
     node = nir.Conv2d(
         input_shape=conv_input_shape(builder, module.groups),
         weight=weight,
-        stride=_pair(module.stride),
+        stride=int_pair(module.stride, f"{path}: stride", error=ConversionError),
         padding=padding,
-        dilation=_pair(module.dilation),
+        dilation=int_pair(module.dilation, f"{path}: dilation", error=ConversionError),
         groups=int(module.groups),
         bias=bias,
     )
@@ -215,16 +292,25 @@ def map_batchnorm2d(module: nn.BatchNorm2d, path: str, builder: GraphBuilder) ->
         tail.metadata = {**tail.metadata, "folded_batchnorm": path}
         return
     # A BatchNorm without a preceding convolution: a per-channel affine map, i.e. a 1x1
-    # convolution with one group per channel.
+    # convolution with one group per channel ("grouped"), or the same map as a groups=1
+    # convolution with a diagonal channel matrix ("dense", portable; exact: the other
+    # products are zeros).
     scale, shift = batchnorm_affine(module, path)
     channels = scale.shape[0]
+    if builder.se_broadcast == "grouped":
+        weight = scale.astype(np.float32).reshape(channels, 1, 1, 1)
+        groups = channels
+    else:
+        weight = np.zeros((channels, channels, 1, 1), dtype=np.float32)
+        weight[np.arange(channels), np.arange(channels), 0, 0] = scale.astype(np.float32)
+        groups = 1
     node = nir.Conv2d(
-        input_shape=conv_input_shape(builder, channels),
-        weight=scale.astype(np.float32).reshape(channels, 1, 1, 1),
+        input_shape=conv_input_shape(builder, groups),
+        weight=weight,
         stride=1,
         padding=0,
         dilation=1,
-        groups=channels,
+        groups=groups,
         bias=shift.astype(np.float32),
     )
     builder.add(path, node, metadata={"module": path})
@@ -273,9 +359,13 @@ def _add_avgpool(builder: GraphBuilder, path: str, kernel, stride, padding) -> N
 
 @register_mapping(nn.AvgPool2d)
 def map_avgpool2d(module: nn.AvgPool2d, path: str, builder: GraphBuilder) -> None:
-    kernel = _pair(module.kernel_size)
-    stride = _pair(module.stride if module.stride is not None else module.kernel_size)
-    padding = _pair(module.padding)
+    kernel = int_pair(module.kernel_size, f"{path}: kernel_size", error=ConversionError)
+    stride = int_pair(
+        module.stride if module.stride is not None else module.kernel_size,
+        f"{path}: stride",
+        error=ConversionError,
+    )
+    padding = int_pair(module.padding, f"{path}: padding", error=ConversionError)
     if module.ceil_mode:
         raise _unsupported_option(module, path, "ceil_mode=True")
     if module.divisor_override is not None:
@@ -305,12 +395,15 @@ def map_adaptive_avgpool2d(module: nn.AdaptiveAvgPool2d, path: str, builder: Gra
 
 @register_mapping(nn.Flatten)
 def map_flatten(module: nn.Flatten, path: str, builder: GraphBuilder) -> None:
-    # torch dims count the batch; NIR shapes have none: dim d >= 1 becomes d - 1.
+    # torch dims count the batch (and time, for a [T, B, ...] sequence model); NIR shapes
+    # have neither: dim d >= lead becomes d - lead, negative dims stay.
     start, end = module.start_dim, module.end_dim
-    if start == 0 or end == 0:
-        raise _unsupported_option(module, path, "flattening the batch dimension")
-    nir_start = start - 1 if start > 0 else start
-    nir_end = end - 1 if end > 0 else end
+    lead = builder.leading_dims
+    if 0 <= start < lead or 0 <= end < lead:
+        what = "batch dimension" if lead == 1 else "time or batch dimension"
+        raise _unsupported_option(module, path, f"flattening the {what}")
+    nir_start = start - lead if start >= 0 else start
+    nir_end = end - lead if end >= 0 else end
     old_shape = builder.shape
     node = nir.Flatten(
         input_type={"input": np.array(old_shape)}, start_dim=nir_start, end_dim=nir_end
@@ -344,7 +437,7 @@ def map_identity(module: nn.Module, path: str, builder: GraphBuilder) -> None:
     """Identity at inference: no node."""
 
 
-@register_mapping(LIFLayer)
+@register_mapping(LIFLayer, traits=MappingTraits(dt=lambda m: float(m.dt)))
 def map_lif(module: LIFLayer, path: str, builder: GraphBuilder, role: str = "feature") -> None:
     builder.require_no_pending(f"the neuron layer {path!r}")
     if abs(module.dt - builder.dt) > 1e-12 * builder.dt:
@@ -388,6 +481,7 @@ def map_spiking_se(module: SEBlock, path: str, builder: GraphBuilder) -> None:
     ``s = g = 1``: the product ``s * g`` of the model.
     """
     builder.require_no_pending(f"the SE block {path!r}")
+    builder.materialize_sum(f"{path}.sum", metadata={"module": path})
     features = builder.tail
     channels, height, width = builder.shape
     walk(module.squeeze, f"{path}.squeeze", builder)

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neurall_neuro.errors import GraphFileError, UnsupportedNodeError
+from neurall_neuro.int_tuples import int_tuple as parse_int_tuple
 
 State = Any
 
@@ -75,15 +76,9 @@ def as_array(node_name: str, field: str, value: Any) -> np.ndarray:
 
 
 def int_tuple(node_name: str, field: str, value: Any, n: int) -> tuple[int, ...]:
-    """``value`` (int, sequence or array) as a tuple of ``n`` ints."""
-    array = as_array(node_name, field, value).reshape(-1)
-    if array.size == 1:
-        array = np.repeat(array, n)
-    if array.size != n or np.any(array != np.round(array)):
-        raise GraphFileError(
-            f"node {node_name!r}: field {field!r} must be {n} integer(s), got {value!r}"
-        )
-    return tuple(int(v) for v in array)
+    """``value`` (int, sequence or array) of a node's field as a tuple of ``n`` ints."""
+    array = as_array(node_name, field, value)
+    return parse_int_tuple(array, n, f"node {node_name!r}: field {field!r}", error=GraphFileError)
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
@@ -94,6 +89,44 @@ def _positive(node_name: str, field: str, array: np.ndarray) -> np.ndarray:
     if np.any(array <= 0):
         raise GraphFileError(f"node {node_name!r}: {field} must be > 0, got min {array.min()!r}")
     return array
+
+
+def regroup(weight: np.ndarray, groups: int = 1) -> tuple[int, np.ndarray]:
+    """The most groups ``g`` (a multiple of ``groups``) in which a convolution weight
+    ``[C_out, C_in / groups, ...]`` can be written, and its weight ``[C_out, C_in / g, ...]``.
+
+    A weight is block-diagonal in ``g`` groups when output channel ``o`` has non-zero
+    taps only on the input channels of its own block (``o // (C_out / g)``). The
+    grouped convolution then computes the same products without the zero ones (for
+    example the SE gate's broadcast written as a dense ``C x C`` convolution is a
+    depthwise one). Returns ``(groups, weight)`` when nothing more can be split off.
+    """
+    c_out, c_in_g = int(weight.shape[0]), int(weight.shape[1])
+    c_in = c_in_g * groups
+    if groups < 1 or c_out % groups:
+        return groups, weight
+    dense = np.zeros((c_out, c_in, *weight.shape[2:]), dtype=weight.dtype)
+    per_out = c_out // groups
+    for g in range(groups):
+        dense[g * per_out : (g + 1) * per_out, g * c_in_g : (g + 1) * c_in_g] = weight[
+            g * per_out : (g + 1) * per_out
+        ]
+    used = np.abs(dense).reshape(c_out, c_in, -1).max(axis=-1) != 0  # [C_out, C_in]
+    out_idx, in_idx = np.nonzero(used)
+    common = int(np.gcd(c_out, c_in))
+    for g in sorted((d for d in range(groups, common + 1) if common % d == 0), reverse=True):
+        if g % groups or c_out % g or c_in % g:
+            continue
+        if np.array_equal(out_idx // (c_out // g), in_idx // (c_in // g)):
+            if g == groups:
+                return groups, weight
+            block_in = c_in // g
+            rows = [
+                dense[o, (o // (c_out // g)) * block_in : (o // (c_out // g) + 1) * block_in]
+                for o in range(c_out)
+            ]
+            return g, np.stack(rows)
+    return groups, weight
 
 
 # --------------------------------------------------------------------------- base ops
@@ -241,6 +274,15 @@ class ConvOp(NodeOp):
         self.register_buffer("weight", _tensor(weight))
         self.register_buffer("bias", _tensor(bias_array))
         self._conv: Callable[..., torch.Tensor] = F.conv1d if dims == 1 else F.conv2d
+        # a block-diagonal weight reaching one input channel per output (e.g. the SE
+        # broadcast exported as a dense conv) broadcasts a 1x1 map with one product each
+        point_groups, point_weight = regroup(weight, groups) if dims == 2 else (groups, weight)
+        self._point_groups = point_groups if point_weight.shape[1] == 1 else groups
+        self.register_buffer(
+            "_point_weight",
+            _tensor(point_weight) if self._point_groups != groups else None,
+            persistent=False,
+        )
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         if self._is_point_broadcast(x):
@@ -269,19 +311,27 @@ class ConvOp(NodeOp):
         ``(p_h - i, p_w - j)``: :math:`y[o, i, j] = b_o + \sum_c W[o, c, p_h - i, p_w - j]\,
         x[c]` (taps outside the kernel give 0). For the SE broadcast (kernel ``H x W``,
         padding ``(H-1, W-1)``, weights 1) every output is a single product, so the result
-        is bit-identical to the convolution.
+        is bit-identical to the convolution; a dense weight that is zero off one input
+        channel per output (:func:`regroup`) is used in that depthwise form (the dropped
+        products are zeros: the sum is the one product, whatever the order).
         """
-        out_c, in_per_group, kh, kw = self.weight.shape
+        weight = self.weight if self._point_weight is None else self._point_weight
+        out_c, in_per_group, kh, kw = weight.shape
         ph, pw = self.padding
         oh, ow = 2 * ph - kh + 2, 2 * pw - kw + 2
         # taps[o, c, i, j] = W[o, c, ph - i, pw - j] (zero outside the kernel)
-        flipped = self.weight.flip(-2, -1)
+        flipped = weight.flip(-2, -1)
         top, left = kh - 1 - ph, kw - 1 - pw
         taps = flipped[:, :, top : top + oh, left : left + ow]
-        groups = self.groups
-        xg = x.reshape(x.shape[0], groups, in_per_group)
-        tg = taps.reshape(groups, out_c // groups, in_per_group, oh * ow)
-        out = torch.einsum("ngc,gocp->ngop", xg, tg).reshape(x.shape[0], out_c, oh, ow)
+        groups = self._point_groups
+        if in_per_group == 1:  # one product per output: an elementwise broadcast
+            xg = x.reshape(x.shape[0], groups, 1, 1)
+            tg = taps.reshape(groups, out_c // groups, oh * ow)
+            out = (xg * tg).reshape(x.shape[0], out_c, oh, ow)
+        else:
+            xg = x.reshape(x.shape[0], groups, in_per_group)
+            tg = taps.reshape(groups, out_c // groups, in_per_group, oh * ow)
+            out = torch.einsum("ngc,gocp->ngop", xg, tg).reshape(x.shape[0], out_c, oh, ow)
         return out + self.bias.view(1, -1, 1, 1)
 
 
@@ -419,6 +469,16 @@ class LIFOp(_MembraneOp):
             v_threshold=as_array(name, "v_threshold", node.v_threshold),
             v_reset=as_array(name, "v_reset", node.v_reset),
         )
+        # parameter values that let forward_seq skip work without changing any bit
+        self._r_is_one = bool(torch.all(self.r == 1))
+        self._leak_is_zero = bool(torch.all(self.v_leak == 0))
+        self._reset_is_zero = bool(
+            torch.all(self.v_reset == 0) and not torch.any(torch.signbit(self.v_reset))
+        )
+        self._uniform = {
+            key: bool(torch.all(getattr(self, key) == getattr(self, key).reshape(-1)[0]))
+            for key in ("dt_tau", "v_threshold")
+        }
 
     def init_state(self, like: torch.Tensor) -> State:
         return torch.zeros_like(like)
@@ -426,6 +486,56 @@ class LIFOp(_MembraneOp):
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         v = state + self.dt_tau * (self.r * x + self.v_leak - state)
         return self._fire(v)
+
+    def _scalar_or_full(self, key: str) -> torch.Tensor:
+        """A uniform parameter as a 0-dim tensor (same value, no broadcast reads)."""
+        value = getattr(self, key)
+        return value.reshape(-1)[0] if self._uniform[key] else value
+
+    def forward_seq(
+        self, x: torch.Tensor, static: bool, steps: int, states: dict[str, list] | None = None
+    ) -> tuple[torch.Tensor, bool]:
+        r"""All steps with in-place updates, bit-identical to looping :meth:`step`.
+
+        The same float operations in the same order per element:
+        :math:`c = r x + v_\text{leak}` (for the whole input at once; ``r = 1`` and
+        ``v_leak = 0`` are skipped: ``1 x = x`` exactly, and ``x + 0`` differs from ``x``
+        only in the sign of a zero, which no later result keeps), then per step
+        ``d = c - v; d *= dt/tau; v += d``, ``z = [v > v_th]`` (equal to ``v - v_th > 0``
+        for IEEE floats with gradual underflow) and the reset. With ``v_reset = +0`` the
+        reset is ``v - v z``, which equals ``where(z, 0, v)`` unless ``v = +inf`` spikes;
+        that case leaves a NaN in ``v`` for good, so a NaN at the end reruns the node with
+        :meth:`step`.
+        """
+        cur = x if self._r_is_one else self.r * x
+        if not self._leak_is_zero:
+            cur = cur + self.v_leak
+        first = cur if static else cur[0]
+        dt_tau = self._scalar_or_full("dt_tau")
+        threshold = self._scalar_or_full("v_threshold")
+        shape = torch.broadcast_shapes(
+            first.shape, self.dt_tau.shape, self.v_threshold.shape, self.v_reset.shape
+        )
+        v = torch.zeros(shape, dtype=first.dtype, device=first.device)
+        delta = torch.empty_like(v)
+        out = torch.empty((steps, *shape), dtype=v.dtype, device=v.device)
+        history: list[torch.Tensor] = []
+        for t in range(steps):
+            torch.sub(cur if static else cur[t], v, out=delta)
+            delta.mul_(dt_tau)
+            v.add_(delta)
+            torch.gt(v, threshold, out=out[t])
+            if self._reset_is_zero:
+                v.addcmul_(v, out[t], value=-1)
+            else:
+                v = torch.where(out[t] > 0, self.v_reset.expand_as(v), v)
+            if states is not None:
+                history.append(v.clone())
+        if self._reset_is_zero and bool(torch.isnan(v.sum())):  # any NaN makes the sum NaN
+            return super().forward_seq(x, static, steps, states)
+        if states is not None:
+            states.setdefault("v", []).extend(history)
+        return out, False
 
 
 class LIOp(_MembraneOp):
@@ -571,7 +681,6 @@ if hasattr(nir.ir.graph, "Identity"):
     BUILDERS[nir.ir.graph.Identity] = lambda n, node, dt: IdentityOp(n)
 
 #: Node types that need a time step.
-TIMED_TYPES = (nir.Delay, nir.I, nir.IF, nir.LI, nir.LIF, nir.CubaLI, nir.CubaLIF)
 
 
 def supported_node_types() -> list[str]:

@@ -7,8 +7,8 @@
 Semantics
 ---------
 * Discrete time with the graph's ``dt`` (``metadata["dt"]``, else the unique ``dt`` in
-  the neuron nodes' metadata, else the ``dt`` argument; passing ``dt`` overrides the
-  graph). Each node type's update is documented in :mod:`conversion.nir_nodes`.
+  the neuron nodes' metadata; passing ``dt`` (seconds or a convention name of
+  :mod:`conversion.dt_conventions`) or ``dt_convention`` overrides the graph). Each node type's update is documented in :mod:`conversion.nir_nodes`.
 * All edges into a node are summed (in edge order). Within a step, nodes run in
   topological order, so a feed-forward chain has no delay: the output at step ``t``
   depends on the input at step ``t`` (Norse and snnTorch semantics).
@@ -38,10 +38,11 @@ import nir
 import torch
 from torch import nn
 
+from conversion.dt_conventions import resolve_graph_dt
 from conversion.nir_graph import GraphInfo, validate_graph
 from conversion.nir_io import graph_metadata, read_nir
-from conversion.nir_nodes import TIMED_TYPES, NodeOp, build_op
-from neurall_neuro.errors import ConversionError, GraphFileError
+from conversion.nir_nodes import NodeOp, build_op
+from neurall_neuro.errors import ConversionError
 
 Signal = tuple[torch.Tensor, bool]  # (tensor, is_static)
 
@@ -72,38 +73,33 @@ class NIRRun:
         return next(iter(self.outputs.values()))
 
 
-def resolve_dt(graph: nir.NIRGraph, info: GraphInfo, dt: float | None) -> float | None:
-    """``dt`` argument, else graph ``metadata["dt"]``, else the neuron nodes' common
-    ``metadata["dt"]``; ``None`` when no source gives one."""
-    if dt is not None:
-        if not dt > 0:
-            raise ConversionError(f"dt must be > 0, got {dt!r}")
-        return float(dt)
-    meta = graph_metadata(graph)
-    if "dt" in meta:
-        return float(meta["dt"])
-    found = {
-        float(node.metadata["dt"])
-        for node in info.flat.nodes.values()
-        if isinstance(node, TIMED_TYPES)
-        and isinstance(node.metadata, dict)
-        and "dt" in node.metadata
-    }
-    if len(found) > 1:
-        raise GraphFileError(
-            f"neuron nodes disagree on dt ({sorted(found)}); pass load_nir(..., dt=...)"
-        )
-    return found.pop() if found else None
+def resolve_dt(
+    graph: nir.NIRGraph,
+    info: GraphInfo,
+    dt: float | str | None,
+    dt_convention: str | None = None,
+) -> float | None:
+    """The graph's step in seconds: ``dt`` (seconds or a convention name of
+    :mod:`conversion.dt_conventions`) or ``dt_convention`` when given (ConfigError if they
+    disagree), else graph ``metadata["dt"]``, else the neuron nodes' common
+    ``metadata["dt"]``; ``None`` when no source gives one. Delegates to
+    :func:`conversion.dt_conventions.resolve_graph_dt`."""
+    return resolve_graph_dt(graph, info, dt, dt_convention).dt
 
 
 class NIRModule(nn.Module):
     """A NIR graph as a torch module (see the module docstring for the semantics)."""
 
-    def __init__(self, graph: nir.NIRGraph, dt: float | None = None):
+    def __init__(
+        self,
+        graph: nir.NIRGraph,
+        dt: float | str | None = None,
+        dt_convention: str | None = None,
+    ):
         super().__init__()
         info = validate_graph(graph)
         self.info = info
-        self.dt = resolve_dt(graph, info, dt)
+        self.dt = resolve_dt(graph, info, dt, dt_convention)
         self.metadata = graph_metadata(graph)
         timesteps = self.metadata.get("timesteps")
         self.default_timesteps: int | None = int(timesteps) if timesteps is not None else None
@@ -345,8 +341,15 @@ class NIRModule(nn.Module):
 
 
 def load_nir(
-    graph_or_path: nir.NIRGraph | str | os.PathLike[str], dt: float | None = None
+    graph_or_path: nir.NIRGraph | str | os.PathLike[str],
+    dt: float | str | None = None,
+    dt_convention: str | None = None,
 ) -> NIRModule:
-    """Load a NIR graph (object or file) into a :class:`NIRModule` (see module docstring)."""
+    """Load a NIR graph (object or file) into a :class:`NIRModule` (see module docstring).
+
+    ``dt``: seconds per step or a convention name (``"snntorch"``, ``"sinabs"``, ...;
+    :mod:`conversion.dt_conventions`); ``dt_convention``: a convention name. Given, they
+    override the graph's own ``metadata["dt"]``.
+    """
     graph = graph_or_path if isinstance(graph_or_path, nir.NIRGraph) else read_nir(graph_or_path)
-    return NIRModule(graph, dt=dt)
+    return NIRModule(graph, dt=dt, dt_convention=dt_convention)

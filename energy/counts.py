@@ -31,7 +31,7 @@ Vocabulary (per layer):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from neurall_neuro.errors import ConfigError
@@ -209,8 +209,3 @@ class ModelCounts:
             "notes": list(self.notes),
             "layers": [layer.to_dict() for layer in self.layers],
         }
-
-
-def layer_field_names() -> list[str]:
-    """Names of all :class:`LayerCounts` fields (for tabular output)."""
-    return [f.name for f in fields(LayerCounts)]

@@ -49,21 +49,11 @@ import torch
 import torch.nn.functional as F
 
 from neurall_neuro.errors import ConfigError
+from neurall_neuro.int_tuples import int_pair
 
 Pair = tuple[int, int]
 #: Padding as (top, bottom, left, right).
 Padding4 = tuple[int, int, int, int]
-
-
-def as_pair(value: int | tuple[int, ...] | list[int], name: str) -> Pair:
-    if isinstance(value, int):
-        return (value, value)
-    values = tuple(int(v) for v in value)
-    if len(values) == 1:
-        return (values[0], values[0])
-    if len(values) != 2:
-        raise ConfigError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return (values[0], values[1])
 
 
 @dataclass(frozen=True)
@@ -94,9 +84,9 @@ class ConvGeometry:
         groups: int = 1,
     ) -> ConvGeometry:
         """Normalise torch/NIR-style arguments (ints, pairs, ``'same'``, ``'valid'``)."""
-        k = as_pair(kernel, "kernel")
-        s = as_pair(stride, "stride")
-        d = as_pair(dilation, "dilation")
+        k = int_pair(kernel, "kernel")
+        s = int_pair(stride, "stride")
+        d = int_pair(dilation, "dilation")
         if isinstance(padding, str):
             if padding == "valid":
                 pad: Padding4 = (0, 0, 0, 0)
@@ -109,7 +99,7 @@ class ConvGeometry:
                     f"padding {padding!r} is invalid; valid options: 'same', 'valid', int, pair"
                 )
         else:
-            ph, pw = as_pair(padding, "padding")
+            ph, pw = int_pair(padding, "padding")
             pad = (ph, ph, pw, pw)
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ConfigError(

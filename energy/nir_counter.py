@@ -17,7 +17,18 @@ Rules (the same equations as the torch-hook counter, :mod:`energy.rules`):
   reports no analog sparsity): :math:`N \sum_i F_i`.
 * **Identity edges** between populations (e.g. the SE feature spikes into the AND
   neurons): fan-out 1, one synaptic event per spike.
-* **Populations**: one neuron update per neuron per step; spikes as given.
+* **Recurrence** (cycles): an edge that closes a cycle delivers the previous step's
+  value, and a spike into a recurrent synaptic node costs its exact fan-out like any
+  other. A dense node that feeds a population back to itself (``LIF -> Linear -> LIF``,
+  the same population) is a *self-recurrent* matrix, counted as kind ``recurrent``:
+  its diagonal entries are autapses (neuron ``j`` onto itself), absent when
+  ``node.metadata["autapses"]`` is false or, without that key, when the whole diagonal
+  is zero (as Norse's ``LIFRecurrentCell(autapses=False)`` stores it): spike ``j`` then
+  reaches :math:`H - 1` neurons, as the torch counter counts that cell.
+* **Populations** (``LIF``, ``CubaLIF``, ``IF``, ``Threshold``; ``LI``, ``CubaLI``, ``I``
+  never spike): one neuron update per neuron per step, whatever the number of state
+  variables (``CubaLIF``: current and voltage); spikes as given. Kinds: ``lif``
+  (``LIF``, ``Threshold``), ``cubalif``, ``if``, and the type name of analog ones.
 * **Pools** not folded: adds (and a multiply per output for averages);
   ``Scale``: one multiply per element; biases: one add per output element and frame
   (counted when the bias has a non-zero entry).
@@ -42,6 +53,8 @@ import nir
 import numpy as np
 import torch
 
+from conversion import nir_types
+from conversion.nir_builder import structural_groups
 from conversion.nir_graph import GraphInfo, validate_graph
 from conversion.nir_io import graph_metadata
 from energy.counts import LayerCounts, ModelCounts
@@ -49,46 +62,38 @@ from energy.fanout import ConvGeometry, conv2d_fanout, identity_fanout, linear_f
 from energy.pooling import pool_window_sizes
 from energy.rules import pooling_ops, synaptic_ops
 from neurall_neuro.errors import ConfigError, UnsupportedNodeError
-
-SPIKING_NODES: tuple[type, ...] = (nir.LIF, nir.IF, nir.CubaLIF, nir.Threshold)
-ANALOG_NEURONS: tuple[type, ...] = (nir.LI, nir.CubaLI, nir.I)
-SYNAPTIC_NODES: tuple[type, ...] = (nir.Conv2d, nir.Affine, nir.Linear)
-POOL_NODES: tuple[type, ...] = (nir.AvgPool2d, nir.SumPool2d)
-PASS_NODES: tuple[type, ...] = (nir.Flatten, nir.Delay, nir.Input, nir.Output)
+from neurall_neuro.int_tuples import int_tuple
 
 SpikeCounts = Mapping[str, Any]
-
-
-def _as_int_tuple(value: Any, n: int) -> tuple[int, ...]:
-    array = np.asarray(value).reshape(-1)
-    if array.size == 1:
-        return (int(array[0]),) * n
-    return tuple(int(v) for v in array)
 
 
 def _conv_geometry(node: nir.Conv2d, in_channels: int) -> ConvGeometry:
     weight = np.asarray(node.weight)
     padding = node.padding.decode() if isinstance(node.padding, bytes) else node.padding
     if not isinstance(padding, str):
-        padding = _as_int_tuple(padding, 2)
+        padding = int_tuple(padding, 2, "padding")
     return ConvGeometry.create(
         in_channels,
         int(weight.shape[0]),
         tuple(int(k) for k in weight.shape[2:]),
-        _as_int_tuple(node.stride, 2),
+        int_tuple(node.stride, 2, "stride"),
         padding,
-        _as_int_tuple(node.dilation, 2),
-        int(np.asarray(node.groups)),
+        int_tuple(node.dilation, 2, "dilation"),
+        structural_groups(weight, int(np.asarray(node.groups))),  # dense per-channel maps
     )
 
 
 def _fold_kernel(node: nir.NIRNode) -> tuple[int, int] | None:
-    kernel = _as_int_tuple(node.kernel_size, 2)
-    stride = _as_int_tuple(node.stride, 2)
-    padding = _as_int_tuple(node.padding, 2)
+    kernel = int_tuple(node.kernel_size, 2, "kernel_size")
+    stride = int_tuple(node.stride, 2, "stride")
+    padding = int_tuple(node.padding, 2, "padding")
     if kernel != stride or padding != (0, 0):
         return None
     return (kernel[0], kernel[1])
+
+
+#: Kind of a population's row by node type (others: ``lif`` when spiking, else the type name).
+_POPULATION_KINDS: dict[type, str] = {nir.CubaLIF: "cubalif", nir.IF: "if"}
 
 
 @dataclass
@@ -145,6 +150,9 @@ class _GraphCounter:
                 f"spike counts given for unknown node(s) {unknown}; nodes: {', '.join(self.info.order)}"
             )
         self.preds = {name: self.info.flat.predecessors(name) for name in self.info.order}
+        self.succs: dict[str, list[str]] = {name: [] for name in self.info.order}
+        for src, dst in self.info.flat.edges:
+            self.succs.setdefault(src, []).append(dst)
         self.static = self._static_nodes()
         self.folded: dict[str, list[bool]] = {}
         self.notes: list[str] = []
@@ -163,7 +171,9 @@ class _GraphCounter:
         if not self.static_input:
             return set()
         static: set[str] = set()
-        stateless = SYNAPTIC_NODES + POOL_NODES + (nir.Flatten, nir.Scale, nir.Input, nir.Output)
+        stateless = (
+            nir_types.SYNAPTIC + nir_types.POOLS + (nir.Flatten, nir.Scale, nir.Input, nir.Output)
+        )
         for name in self.info.order:
             preds = self.preds[name]
             fed_statically = (
@@ -181,7 +191,7 @@ class _GraphCounter:
 
     def is_spiking_source(self, name: str) -> bool:
         node = self.nodes[name]
-        if isinstance(node, SPIKING_NODES):
+        if isinstance(node, nir_types.SPIKE_EMITTING):
             return True
         return name in self.info.flat.inputs and self.input_spikes
 
@@ -199,23 +209,29 @@ class _GraphCounter:
         """From ``start`` back through pass-through and foldable pool nodes with one input."""
         chain: list[str] = []
         current = start
-        while True:
+        while current not in chain:  # a cycle of pass-through nodes ends the walk
             node = self.nodes[current]
             foldable_pool = (
-                self.fold_pooling and isinstance(node, POOL_NODES) and _fold_kernel(node)
+                self.fold_pooling and isinstance(node, nir_types.POOLS) and _fold_kernel(node)
             )
-            passing = isinstance(node, PASS_NODES) and current not in self.info.flat.inputs
+            passing = (
+                isinstance(node, nir_types.PASS_THROUGH) and current not in self.info.flat.inputs
+            )
             if not (passing or foldable_pool) or len(self.preds[current]) != 1:
                 return current, chain
             chain.append(current)
             current = self.preds[current][0]
+        raise UnsupportedNodeError(
+            f"nodes {', '.join(chain)} form a cycle of pass-through nodes with no population "
+            "in it; a recurrent loop needs a neuron or synaptic node"
+        )
 
     def _unfold(self, fanout: torch.Tensor, chain: list[str]) -> torch.Tensor:
         """Carry a fan-out map from the synaptic node's input back through ``chain``."""
         for name in chain:  # chain runs from the synaptic node's input back to the source
             node = self.nodes[name]
             shape = self.in_shape(name)
-            if isinstance(node, POOL_NODES):
+            if isinstance(node, nir_types.POOLS):
                 kernel = _fold_kernel(node)
                 assert kernel is not None
                 fanout = pooled_fanout(
@@ -225,13 +241,46 @@ class _GraphCounter:
                 fanout = fanout.reshape(shape)
         return fanout
 
-    def _fanout(self, name: str) -> torch.Tensor:
+    def _fanout(self, name: str, autapse_free: bool = False) -> torch.Tensor:
         node = self.nodes[name]
         shape = self.in_shape(name)
         if isinstance(node, nir.Conv2d):
             return conv2d_fanout(_conv_geometry(node, shape[0]), shape[1], shape[2])
         weight = np.asarray(node.weight)
-        return linear_fanout(shape, int(weight.shape[0]))
+        fanout = linear_fanout(shape, int(weight.shape[0]))
+        return fanout - 1 if autapse_free else fanout  # every input loses its own neuron
+
+    def _walk_forward(self, name: str) -> str | None:
+        """The one node ``name`` drives, through pass-through nodes (``None`` if it fans out)."""
+        current, seen = name, {name}
+        while True:
+            succs = self.succs[current]
+            if len(succs) != 1:
+                return None
+            current = succs[0]
+            node = self.nodes[current]
+            if current in seen or not isinstance(node, nir_types.PASS_THROUGH):
+                return current
+            seen.add(current)
+
+    def self_recurrent(self, name: str, source: str) -> bool:
+        """Whether dense node ``name`` feeds population ``source`` back to itself."""
+        node = self.nodes[name]
+        return (
+            isinstance(node, nir_types.AFFINE)
+            and isinstance(self.nodes[source], nir_types.NEURONS + (nir.Threshold,))
+            and self._walk_forward(name) == source
+        )
+
+    def autapse_free(self, name: str) -> bool:
+        """Whether the self-recurrent matrix ``name`` has no autapses (see module docstring)."""
+        node = self.nodes[name]
+        metadata = getattr(node, "metadata", None) or {}
+        if "autapses" in metadata:
+            return not bool(metadata["autapses"])
+        weight = np.asarray(node.weight)
+        square = weight.ndim == 2 and weight.shape[0] == weight.shape[1]
+        return square and not np.any(np.diagonal(weight))
 
     # -- counting -------------------------------------------------------------------------
 
@@ -247,7 +296,9 @@ class _GraphCounter:
         for pred in self.preds[name]:
             source, chain = self._walk_back(pred)
             if self.is_spiking_source(source):
-                fanout = self._unfold(base, chain)
+                recurrent = self.self_recurrent(name, source)
+                own = self._fanout(name, True) if recurrent and self.autapse_free(name) else base
+                fanout = self._unfold(own, chain)
                 counts = self.counts(source)
                 dense = self.samples * frames * int(fanout.sum())
                 if counts.per_neuron is not None:
@@ -255,13 +306,13 @@ class _GraphCounter:
                 else:
                     effective = round(counts.total * float(fanout.double().mean()))
                     self.notes.append(f"{name}: SynOps from a total spike count (mean fan-out)")
-                pools = [c for c in chain if isinstance(self.nodes[c], POOL_NODES)]
+                pools = [c for c in chain if isinstance(self.nodes[c], nir_types.POOLS)]
                 for pool in pools:
                     self.folded.setdefault(pool, []).append(True)
                 rows.append(
                     LayerCounts(
                         name=name if len(self.preds[name]) == 1 else f"{source}->{name}",
-                        kind=kind,
+                        kind="recurrent" if recurrent else kind,
                         steps=frames,
                         input_binary=True,
                         folded=",".join(pools),
@@ -272,7 +323,7 @@ class _GraphCounter:
                     )
                 )
             else:
-                if isinstance(self.nodes[pred], POOL_NODES):
+                if isinstance(self.nodes[pred], nir_types.POOLS):
                     self.folded.setdefault(pred, []).append(False)
                 dense = self.samples * frames * int(base.sum())
                 rows.append(
@@ -302,23 +353,23 @@ class _GraphCounter:
         for pred in self.preds[name]:  # one-to-one edges from another population or the input
             source = pred
             while (
-                isinstance(self.nodes[source], PASS_NODES)
+                isinstance(self.nodes[source], nir_types.PASS_THROUGH)
                 and source not in self.info.flat.inputs
                 and len(self.preds[source]) == 1
             ):
                 source = self.preds[source][0]
             if (
-                isinstance(self.nodes[source], SPIKING_NODES + ANALOG_NEURONS)
+                isinstance(self.nodes[source], nir_types.SPIKE_EMITTING + nir_types.ANALOG_NEURONS)
                 or source in self.info.flat.inputs
             ):
                 rows.append(self.identity_edge(source, name))
-        spiking = isinstance(node, SPIKING_NODES)
+        spiking = isinstance(node, nir_types.SPIKE_EMITTING)
         spikes = 0
         if spiking and name in self.raw_counts:
             spikes = self.counts(name).total
         elif spiking:
             self.notes.append(f"{name}: no spike counts given; its spikes are reported as 0")
-        kind = "lif" if spiking else type(node).__name__.lower()
+        kind = _POPULATION_KINDS.get(type(node), "lif" if spiking else type(node).__name__.lower())
         rows.append(
             LayerCounts(
                 name=name,
@@ -368,9 +419,9 @@ class _GraphCounter:
         shape_in, shape_out = self.in_shape(name), self.out_shape(name)
         windows = pool_window_sizes(
             (shape_in[1], shape_in[2]),
-            _as_int_tuple(node.kernel_size, 2),
-            _as_int_tuple(node.stride, 2),
-            _as_int_tuple(node.padding, 2),
+            int_tuple(node.kernel_size, 2, "kernel_size"),
+            int_tuple(node.stride, 2, "stride"),
+            int_tuple(node.padding, 2, "padding"),
             (1, 1),
             (shape_out[1], shape_out[2]),
         )
@@ -424,20 +475,20 @@ class _GraphCounter:
         pending_pools: list[tuple[int, str]] = []
         for name in self.info.order:
             node = self.nodes[name]
-            if isinstance(node, SYNAPTIC_NODES):
+            if isinstance(node, nir_types.SYNAPTIC):
                 rows.extend(self.synaptic(name))
-            elif isinstance(node, SPIKING_NODES + ANALOG_NEURONS):
+            elif isinstance(node, nir_types.SPIKE_EMITTING + nir_types.ANALOG_NEURONS):
                 rows.extend(self.population(name))
-            elif isinstance(node, POOL_NODES):
+            elif isinstance(node, nir_types.POOLS):
                 pending_pools.append((len(rows), name))
             elif isinstance(node, nir.Scale):
                 rows.append(self.scale(name))
-            elif isinstance(node, PASS_NODES):
+            elif isinstance(node, nir_types.PASS_THROUGH):
                 continue
             else:
                 raise UnsupportedNodeError(
                     f"node {name!r} has type {type(node).__name__}, which the energy counter does not "
-                    f"count; supported: {', '.join(t.__name__ for t in SYNAPTIC_NODES + SPIKING_NODES + ANALOG_NEURONS + POOL_NODES + PASS_NODES + (nir.Scale,))}"
+                    f"count; supported: {', '.join(t.__name__ for t in nir_types.SYNAPTIC + nir_types.SPIKE_EMITTING + nir_types.ANALOG_NEURONS + nir_types.POOLS + nir_types.PASS_THROUGH + (nir.Scale,))}"
                 )
         for offset, (index, name) in enumerate(pending_pools):
             row = self.pool(name)

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from energy.fanout import Pair, as_pair
+from energy.fanout import Pair
+from neurall_neuro.int_tuples import int_pair
 
 
 @lru_cache(maxsize=256)
@@ -73,12 +74,12 @@ def module_window_sizes(module: nn.Module, in_size: Pair, out_size: Pair) -> tor
     if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
         return adaptive_window_sizes(in_size, out_size)
     if isinstance(module, (nn.AvgPool2d, nn.MaxPool2d)):
-        kernel = as_pair(module.kernel_size, "kernel_size")
-        stride = as_pair(
+        kernel = int_pair(module.kernel_size, "kernel_size")
+        stride = int_pair(
             module.stride if module.stride is not None else module.kernel_size, "stride"
         )
-        padding = as_pair(module.padding, "padding")
-        dilation = as_pair(getattr(module, "dilation", 1), "dilation")
+        padding = int_pair(module.padding, "padding")
+        dilation = int_pair(getattr(module, "dilation", 1), "dilation")
         return pool_window_sizes(in_size, kernel, stride, padding, dilation, out_size)
     raise TypeError(f"not a pooling module: {type(module).__name__}")
 
@@ -87,11 +88,11 @@ def fold_kernel(module: nn.Module, in_size: Pair) -> Pair | None:
     """Kernel ``(k_h, k_w)`` if ``module`` is a non-overlapping average pool that folds
     exactly into the next synaptic layer, else ``None``."""
     if isinstance(module, nn.AvgPool2d):
-        kernel = as_pair(module.kernel_size, "kernel_size")
-        stride = as_pair(
+        kernel = int_pair(module.kernel_size, "kernel_size")
+        stride = int_pair(
             module.stride if module.stride is not None else module.kernel_size, "stride"
         )
-        padding = as_pair(module.padding, "padding")
+        padding = int_pair(module.padding, "padding")
         if kernel != stride or padding != (0, 0) or module.divisor_override is not None:
             return None
         if module.ceil_mode and (in_size[0] % kernel[0] or in_size[1] % kernel[1]):

@@ -299,11 +299,16 @@ def to_markdown(report: EnergyReport) -> str:
 
 
 def render_table(report: EnergyReport, console: Any = None) -> None:
-    """Print the report as rich tables (to ``console``, default stdout)."""
-    from rich.console import Console
+    """Print the report as rich tables (to ``console``, default stdout).
+
+    The default console (:func:`neurall_neuro.console.output_console`) prints plain,
+    untruncated text when stdout is a pipe or a file.
+    """
     from rich.table import Table
 
-    console = console or Console()
+    from neurall_neuro.console import output_console
+
+    console = console or output_console()
     if report.data:
         console.print(f"[bold]Data:[/bold] {report.data}")
     for summary in (report.snn, report.cnn):
@@ -356,9 +361,9 @@ def render(report: EnergyReport, fmt: str) -> str:
     if fmt == "md":
         return to_markdown(report)
     if fmt == "table":
-        from rich.console import Console
+        from neurall_neuro.console import output_console
 
-        console = Console(record=True, width=160, file=io.StringIO())
+        console = output_console(io.StringIO(), record=True)
         render_table(report, console)
         return console.export_text()
     from neurall_neuro.errors import ConfigError

@@ -1,8 +1,11 @@
 """The energy report: one dataclass with exactly what the CLI prints (table, JSON, CSV, Markdown).
 
 Build it from counts (:func:`build_report`) or straight from models and images
-(:func:`energy_report`). Everything is per inference (per sample); the SNN's ``T`` is
-stated in its summary.
+(:func:`energy_report`: torch modules counted with hooks, or a NIR graph run on a
+hardware target for its spike counts; see :mod:`energy.sources`). ``neurall energy`` is
+a thin wrapper around :func:`energy_report`: it loads the checkpoints, the graph and the
+images, and prints the report. Everything is per inference (per sample); the SNN's ``T``
+is stated in its summary.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nir
 import torch
 from torch import nn
 
@@ -19,7 +23,7 @@ from energy.breakeven import BreakEven, break_even
 from energy.counts import COUNT_FIELDS, ModelCounts
 from energy.pricing import ModelEnergy, price
 from energy.profiles import EnergyProfile, ProfileCatalog, load_profiles
-from energy.torch_counter import count_model
+from energy.sources import CountOptions, ModelSource, as_source, check_role, with_input_mode
 from neurall_neuro.errors import ConfigError
 from neurall_neuro.models.summary import model_size
 
@@ -274,46 +278,72 @@ def build_report(
 
 
 def energy_report(
-    snn: nn.Module | None = None,
-    cnn: nn.Module | None = None,
+    snn: nn.Module | nir.NIRGraph | ModelSource | str | Path | None = None,
+    cnn: nn.Module | ModelSource | None = None,
     images: torch.Tensor | Iterable[Any] | None = None,
     *,
+    target: str = "torch",
+    timesteps: int | None = None,
+    input_mode: str | None = None,
     profiles: str | Sequence[str] = "all",
     profile_files: Sequence[str | Path] = (),
+    catalog: ProfileCatalog | None = None,
     batch_size: int = 32,
     fold_pooling: bool = True,
     device: torch.device | str | None = None,
     progress: bool = False,
     data: str = "",
 ) -> EnergyReport:
-    """Count ``snn`` and ``cnn`` on ``images`` and build the report.
+    """Count ``snn`` and ``cnn`` on ``images`` and build the report (what ``neurall energy`` prints).
+
+    ``snn``: a spiking torch module (counted with hooks), or a NIR graph (a
+    ``nir.NIRGraph`` or a ``.nir`` path) run on ``target`` for ``timesteps`` steps (default:
+    the graph's metadata) to get its spike counts, or any
+    :class:`~energy.sources.ModelSource`. ``cnn``: a non-spiking torch module or a source.
+    A non-spiking SNN or a spiking CNN raises ConfigError before anything is counted.
+
+    A torch SNN that loops over time itself (the SE-SNN) is called once per batch. A
+    researcher's Norse model is stepped: ``timesteps=T`` steps it ``T`` times on each batch
+    of ``images`` (``input_mode='static'``, the default with ``timesteps``), and
+    ``input_mode='sequence'`` steps it over ``[T, N, ...]`` event inputs (see
+    :func:`energy.torch_counter.count_model`). ``timesteps`` and ``input_mode`` concern the
+    SNN only; the CNN is always called once per batch.
 
     ``images``: a tensor ``[N, C, H, W]`` (split into ``batch_size`` chunks) or an iterable
-    of batches (e.g. a DataLoader; tuples yield their first element). An iterable is
-    consumed once per model, so pass a re-iterable one (a list or DataLoader).
+    of batches (e.g. a DataLoader; tuples yield their first element), used for every model
+    that has no images of its own (``ModelSource.images``). An iterable is consumed once
+    per model, so pass a re-iterable one (a list or DataLoader). ``catalog``: the profiles
+    (default: the shipped ones plus ``profile_files``).
     """
-    if images is None:
-        raise ConfigError("energy_report needs images to count spikes and activations on")
-    catalog = load_profiles(profile_files)
-    snn_counts = cnn_counts = None
-    if snn is not None:
-        snn_counts = count_model(
-            snn,
-            images,
-            batch_size=batch_size,
-            fold_pooling=fold_pooling,
-            device=device,
-            progress=progress,
-        )
-    if cnn is not None:
-        cnn_counts = count_model(
-            cnn,
-            images,
-            batch_size=batch_size,
-            fold_pooling=fold_pooling,
-            device=device,
-            progress=progress,
-        )
-    return build_report(
-        snn_counts, cnn_counts, catalog, profiles, snn_module=snn, cnn_module=cnn, data=data
+    sources = {
+        role: as_source(model, target, timesteps if role == "snn" else None)
+        for role, model in (("snn", snn), ("cnn", cnn))
+        if model is not None
+    }
+    if "snn" in sources:
+        sources["snn"] = with_input_mode(sources["snn"], input_mode)
+    if not sources:
+        raise ConfigError("nothing to report: give an SNN, a CNN, or both")
+    for role, source in sources.items():
+        check_role(source, role)
+        if source.images is None and images is None:
+            raise ConfigError("energy_report needs images to count spikes and activations on")
+    catalog = catalog or load_profiles(profile_files)
+    catalog.select(profiles)  # fail on unknown profile names before counting
+    options = CountOptions(batch_size, fold_pooling, device, progress)
+    counted = {
+        role: source.count(images if source.images is None else source.images, options)
+        for role, source in sources.items()
+    }
+    snn_counted, cnn_counted = counted.get("snn"), counted.get("cnn")
+    report = build_report(
+        snn_counted.counts if snn_counted else None,
+        cnn_counted.counts if cnn_counted else None,
+        catalog,
+        profiles,
+        snn_module=snn_counted.module if snn_counted else None,
+        cnn_module=cnn_counted.module if cnn_counted else None,
+        data=data,
     )
+    report.notes += [note for item in counted.values() for note in item.notes]
+    return report

@@ -23,6 +23,13 @@ channel, feature spikes :math:`s` on an identity edge):
 Pooling counted as its own layer (window of :math:`n_o` valid inputs, ``C`` channels):
 :math:`\text{adds} = N C \sum_o (n_o - 1)` (comparisons for max pooling) and, for an
 average, one multiply (the :math:`1/n_o` scale) per output with :math:`n_o > 1`.
+
+Sum of :math:`k` branches with :math:`n` elements each (the residual join
+``y + shortcut(x)``: :math:`k = 2`): :math:`\text{adds} = (k - 1)\, n`.
+
+Readout integrator (the mean over :math:`T` steps of a :math:`K`-unit layer over
+:math:`B` samples): :math:`K` non-leaking integrator neurons, one update per neuron per
+step, :math:`\text{updates} = T B K`.
 """
 
 from __future__ import annotations
@@ -67,3 +74,10 @@ def pooling_ops(window_sizes: torch.Tensor, channels: int, frames: int) -> tuple
     per_map = int((window_sizes - 1).clamp(min=0).sum())
     outputs = int(window_sizes.numel())
     return frames * channels * per_map, frames * channels * outputs
+
+
+def sum_ops(terms: int, elements: int) -> int:
+    """Adds of an element-wise sum of ``terms`` tensors with ``elements`` values each."""
+    if terms < 1:
+        raise ValueError(f"a sum needs at least one term, got {terms}")
+    return (terms - 1) * elements

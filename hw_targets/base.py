@@ -12,7 +12,13 @@ A target is a small :class:`Target` subclass registered under a name with
 whose ``run`` returns a :class:`RunResult`. Every target accepts the
 :data:`COMMON_OPTIONS`; a target lists its extra options in ``extra_options``. A graph
 is a ``nir.NIRGraph``, a path to a NIR file, or (for the Loihi targets) a
-:class:`~conversion.loihi_network.LoihiNetwork` or a path to a netx HDF5 file.
+:class:`~hw_targets.loihi.network.LoihiNetwork` or a path to a netx HDF5 file.
+
+``check`` validates only (node types, shapes, options): it never quantises or runs. A
+target may *lower* a graph to its own form (:meth:`Target.lower`; the Loihi targets
+quantise NIR graphs to a ``LoihiNetwork``); ``compile`` of the lowered graph equals
+``compile`` of the graph, so a caller that compiles one graph for several targets (the
+parity report) lowers it once per form.
 
 Time convention: ``timesteps`` is the number of *model* steps ``T``. Hardware targets
 with per-layer synaptic delays run longer (``RunResult.hardware_steps``) and, with
@@ -121,13 +127,26 @@ class Target(ABC):
     description: ClassVar[str] = ""
     #: Target-specific compile options (name -> meaning), besides COMMON_OPTIONS.
     extra_options: ClassVar[dict[str, str]] = {}
+    #: Name of the form :meth:`lower` turns graphs into (None: ``lower`` changes nothing).
+    #: Targets with the same form and equal :attr:`lowering_options` accept each other's
+    #: lowered graphs.
+    lowered_form: ClassVar[str | None] = None
+    #: The compile options the result of :meth:`lower` depends on.
+    lowering_options: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def check(self, graph: GraphLike) -> list[str]:
         """What this target cannot run in ``graph``, one message per problem ([] if none).
 
-        Runs nothing and raises only for arguments of the wrong type.
+        Runs nothing: cheap structural checks only (node types, shapes, options; no
+        quantisation, no simulation). Raises only for arguments of the wrong type.
         """
+
+    def lower(self, graph: GraphLike, **options: Any) -> GraphLike:
+        """``graph`` in the form ``compile`` consumes without converting it again
+        (default: ``graph`` itself). ``compile(lower(g, **o), **o)`` equals
+        ``compile(g, **o)``; the result depends only on :attr:`lowering_options`."""
+        return graph
 
     @abstractmethod
     def compile(self, graph: GraphLike, **options: Any) -> Deployed:

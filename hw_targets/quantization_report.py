@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from conversion.loihi_network import LoihiNetwork
+from hw_targets.loihi.network import LoihiNetwork
 from hw_targets.registry import get_target
 
 

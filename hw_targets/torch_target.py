@@ -9,7 +9,8 @@ The graph runs exactly as :mod:`conversion.nir_runtime` defines (our LIF arithme
 Norse's, so spikes equal the Norse model's). Layers are named by their NIR node names.
 ``spike_counts`` holds every spiking node (LIF, IF, CubaLIF, Threshold). ``scores`` are
 the mean over time of the output when the graph's metadata says
-``readout == "mean_over_time"`` (our exports), else ``None``. ``output_spikes`` are the
+``readout == "mean_over_time"`` (our exports) or the output is a voltage readout (fed by
+LI, CubaLI or I neurons only), else ``None``. ``output_spikes`` are the
 spikes of the output node if it spikes, else of the last spiking node feeding it (for
 our SE-SNN: the last feature layer before the readout); the raw output ``[T, B, ...]``
 and that layer's name are in ``extra["output"]`` and ``extra["output_layer"]``.
@@ -27,10 +28,11 @@ import nir
 import numpy as np
 import torch
 
+from conversion import nir_types
 from conversion.nir_conventions import READOUT_MEAN_OVER_TIME
 from conversion.nir_graph import validate_graph
 from conversion.nir_io import read_nir
-from conversion.nir_nodes import BUILDERS, TIMED_TYPES, supported_node_types
+from conversion.nir_nodes import BUILDERS, supported_node_types
 from conversion.nir_runtime import NIRModule, resolve_dt
 from hw_targets.base import Deployed, RunResult, Stopwatch, Target
 from hw_targets.registry import register_target
@@ -87,7 +89,9 @@ class TorchDeployed(Deployed):
         self.module = module
         self.device = _resolve_device(options["device"])
         self.module.to(self.device)
-        self.readout = self.module.metadata.get("readout") == READOUT_MEAN_OVER_TIME
+        self.readout = (
+            self.module.metadata.get("readout") == READOUT_MEAN_OVER_TIME or self._voltage_readout()
+        )
         self.output_layer = self._output_layer()
         nodes = set(self.module.node_names)
         self.record = self._names(options.get("record"), nodes, "record")
@@ -112,6 +116,16 @@ class TorchDeployed(Deployed):
                 f"{option}: unknown layer(s) {unknown}; layers: {', '.join(self.module.node_names)}"
             )
         return names
+
+    def _voltage_readout(self) -> bool:
+        """Whether every node feeding the (first) Output is a non-spiking neuron (LI, CubaLI,
+        I): a voltage readout, whose mean over time is the class scores (as on the Loihi
+        targets' default ``readout_reduce="mean"``)."""
+        graph = self.module.info.flat
+        feeding = graph.predecessors(self.module.outputs[0])
+        return bool(feeding) and all(
+            isinstance(graph.nodes[name], nir_types.ANALOG_NEURONS) for name in feeding
+        )
 
     def _output_layer(self) -> str | None:
         """The spiking node nearest upstream of the (first) Output node."""
@@ -167,7 +181,8 @@ class TorchDeployed(Deployed):
                 torch.cuda.synchronize(self.device)
 
         def cat(tensors: list[torch.Tensor], dim: int) -> np.ndarray:
-            return torch.cat(tensors, dim=dim).cpu().numpy()
+            whole = tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=dim)
+            return whole.cpu().numpy()
 
         output = cat([p.output for p in parts], 1)
         scores = (
@@ -209,7 +224,11 @@ class TorchTarget(Target):
     """Floating-point NIR runtime in torch (CPU or CUDA); spikes equal the Norse model's."""
 
     description = "floating-point NIR runtime in torch (CPU/CUDA), Norse-identical LIF arithmetic"
-    extra_options = {"dt": "time step in seconds (default: the graph's metadata['dt'])"}
+    extra_options = {
+        "dt": "time step: seconds or a dt convention name (neurall, norse, snntorch, sinabs, "
+        "rockpool, lava-dl; conversion.dt_conventions); default: the graph's metadata['dt']",
+        "dt_convention": "a dt convention name (as dt; both given must agree)",
+    }
 
     def check(self, graph: Any) -> list[str]:
         """Unsupported nodes and structural problems of ``graph`` ([] if it can run)."""
@@ -224,7 +243,7 @@ class TorchTarget(Target):
             return problems
         try:
             info = validate_graph(loaded)
-            needs_dt = any(isinstance(n, TIMED_TYPES) for n in info.flat.nodes.values())
+            needs_dt = any(isinstance(n, nir_types.TIMED) for n in info.flat.nodes.values())
             if needs_dt and resolve_dt(loaded, info, None) is None:
                 problems.append("the graph stores no dt (metadata['dt']); compile it with dt=...")
         except NeurallError as exc:
@@ -236,7 +255,8 @@ class TorchTarget(Target):
             options,
             {
                 "dt": None,
+                "dt_convention": None,
             },
         )
-        module = NIRModule(_load_graph(graph), dt=opts["dt"])
+        module = NIRModule(_load_graph(graph), dt=opts["dt"], dt_convention=opts["dt_convention"])
         return TorchDeployed(module, opts)

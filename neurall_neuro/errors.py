@@ -62,7 +62,48 @@ class ConversionError(NeurallError):
 
 
 class UnsupportedModuleError(ConversionError):
-    """A torch module has no NIR mapping."""
+    """A torch module (or one of its options) cannot be exported or counted.
+
+    Fields: ``module_class`` (class name), ``path`` (the module's path in the model,
+    ``"<model root>"`` for the model itself), ``supported`` (sorted names of what is
+    supported) and an optional ``reason``. The message reads::
+
+        cannot {operation}: {module_class} at {path!r} {problem} ({reason}); {detail}.
+        Supported modules: {supported}
+
+    where the parenthesis, ``; detail`` and the supported list appear only when given.
+    ``operation`` says what failed (default ``"export to NIR"``, e.g. ``"count
+    operations"``), ``problem`` what is wrong with the module (default ``"has no NIR
+    mapping"``), ``detail`` any further context (e.g. other unsupported modules).
+    """
+
+    def __init__(
+        self,
+        module_class: str | type,
+        path: str,
+        supported: Iterable[str] = (),
+        reason: str | None = None,
+        *,
+        operation: str = "export to NIR",
+        problem: str = "has no NIR mapping",
+        detail: str | None = None,
+    ):
+        self.module_class = module_class if isinstance(module_class, str) else module_class.__name__
+        self.path = path or "<model root>"
+        self.supported = sorted(supported)
+        self.reason = reason
+        message = f"cannot {operation}: {self.module_class} at {self.path!r} {problem}"
+        if reason:
+            message += f" ({reason})"
+        if detail:
+            message += f"; {detail}"
+        if self.supported:
+            message += f". Supported modules: {', '.join(self.supported)}"
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple:
+        # The default reduction calls cls(*args) with the message only; rebuild from state.
+        return _restore_error, (type(self), self.args, dict(self.__dict__))
 
 
 class UnsupportedNodeError(ConversionError):
@@ -79,3 +120,11 @@ class QuantizationError(ConversionError):
 
 class TargetError(NeurallError):
     """A hardware target cannot compile or run a graph."""
+
+
+def _restore_error(cls: type[NeurallError], args: tuple, state: dict) -> NeurallError:
+    """Unpickle an error whose constructor takes fields rather than the message."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error

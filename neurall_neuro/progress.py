@@ -32,9 +32,18 @@ def track(
         yield from items
         return
     if sys.stderr.isatty():
+        from rich.console import Console
         from rich.progress import track as rich_track
 
-        yield from rich_track(items, description=description, total=total, transient=False)
+        # the bar belongs on stderr (the terminal checked above): on stdout it would end
+        # up in piped or redirected command output
+        yield from rich_track(
+            items,
+            description=description,
+            total=total,
+            transient=False,
+            console=Console(stderr=True),
+        )
         return
     start = last = time.monotonic()
     done = 0

@@ -10,6 +10,11 @@ val / test), ``pretrained/<name>.json`` (the machine-readable card) and
 validation and test splits are re-evaluated (bootstrap CIs, grayscale and stain-jitter
 robustness) and the batch-1 CPU latency is timed. ``--no-checkpoint`` writes the card
 only (for ablations).
+
+The published checkpoint keeps the hashes of its training and validation images (from
+the run's ``best.pt``; runs older than these hashes get them computed from the split
+here, as ``scripts/add_training_hashes.py`` does), so ``neurall evaluate`` recognises
+them anywhere; its ``metadata["split_file"]`` names the split file published beside it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ from neurall_neuro.data.layouts import load_cohort  # noqa: E402
 from neurall_neuro.data.sampling import sample_images  # noqa: E402
 from neurall_neuro.data.splits import Split  # noqa: E402
 from neurall_neuro.evaluation.evaluator import evaluate  # noqa: E402
+from neurall_neuro.evaluation.training_images import (  # noqa: E402
+    REMEMBERED_PARTS,
+    TrainingImageHashes,
+)
 from neurall_neuro.explain.class_mean import class_mean_maps, plot_class_mean_maps  # noqa: E402
 from neurall_neuro.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from neurall_neuro.models.summary import model_size  # noqa: E402
@@ -176,9 +185,21 @@ def main() -> None:
             best.model,
             best.class_names,
             best.preprocessing,
-            metadata={**best.metadata, "published_as": args.name, "card": f"{args.name}.md"},
+            metadata={
+                **best.metadata,
+                "published_as": args.name,
+                "card": f"{args.name}.md",
+                "split_file": split_path.name,
+            },
+            image_hashes=best.image_hashes or run_image_hashes(args.data, run / "split.json"),
         )
     print(f"wrote {args.out / args.name}.{{json,md}}" + ("" if args.no_checkpoint else " and .pt"))
+
+
+def run_image_hashes(data: Path, split_file: Path) -> dict:
+    """The ``image_hashes`` entry of a run trained before checkpoints stored it."""
+    parts = Split.load(split_file).apply(load_cohort(data))
+    return TrainingImageHashes.from_cohorts({p: parts[p] for p in REMEMBERED_PARTS}).to_payload()
 
 
 def _pct(x: float) -> str:
@@ -210,6 +231,16 @@ def render_card(card: dict) -> str:
         f"* {card['data']['dataset']}.",
         f"* {card['data']['split']}: train {card['data']['sizes']['train']}, val {card['data']['sizes']['val']}, "
         f"test {card['data']['sizes']['test']} images (`{card['data']['split_file']}`).",
+        *(
+            [
+                "* The checkpoint stores hashes of its training and validation images (no image "
+                "content): `neurall evaluate` counts and warns about evaluated images among them, "
+                "and `--exclude-training` scores the others only (on the development folder: "
+                "exactly the test split)."
+            ]
+            if card["checkpoint"]
+            else []
+        ),
         f"* Citation: {card['data']['citation']}.",
         "",
         "## Training",

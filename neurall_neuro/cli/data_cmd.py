@@ -52,12 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("info", help="layout, class counts and patients of a dataset folder")
-    p.add_argument("dir", type=Path)
+    p.add_argument("dir", type=Path, help="dataset folder or manifest.csv")
     p.add_argument("--layout", help="layout name (default: detected)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("scan", help="decode every image and report unusable files")
-    p.add_argument("dir", type=Path)
+    p.add_argument("dir", type=Path, help="dataset folder or manifest.csv")
     p.add_argument("--layout", help="layout name (default: detected)")
     p.add_argument("--strict", action="store_true", help="exit with an error if any file is bad")
     p.add_argument("--json", type=Path, help="also write the report as JSON")
@@ -66,7 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "check", help="find near-duplicate images within and across cohorts and split parts"
     )
-    p.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
+    p.add_argument(
+        "dirs", nargs="+", type=Path, metavar="DIR",
+        help="dataset folders (or manifest.csv files); pairs are reported within and across them",
+    )  # fmt: skip
     p.add_argument("--split-file", type=Path, help="split JSON of the first DIR to check for leaks")
     p.add_argument("--json", type=Path, help="write the full report (all pairs) as JSON")
     p.add_argument("--examples", type=int, default=5, help="example pairs shown per scope (5)")
@@ -78,12 +81,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("split", help="make a grouped, class-stratified train/val/test split")
-    p.add_argument("dir", type=Path)
+    p.add_argument("dir", type=Path, help="dataset folder or manifest.csv to split")
     p.add_argument("--out", required=True, type=Path, help="split JSON to write")
     p.add_argument("--layout", help="layout name (default: detected)")
     p.add_argument("--val", type=float, default=0.15, help="validation fraction (0.15)")
     p.add_argument("--test", type=float, default=0.15, help="test fraction (0.15)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the group assignment (0)")
     p.add_argument(
         "--group-by",
         choices=("auto", "patient", "duplicates", "patient+duplicates", "none"),
@@ -98,14 +101,14 @@ def _no_subcommand(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _load(path: Path, layout: str | None = None):
+def _load(path: Path, layout: str | None = None, bad_images: str = "keep"):
     from neurall_neuro.data.layouts import load_cohort
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cohort = load_cohort(path, layout)
-    for w in caught:
-        print(f"warning: {w.message}")
+        cohort = load_cohort(path, layout, bad_images=bad_images)
+    for w in caught:  # every one (not once per source line); neurall's main prints each as one line
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return cohort
 
 
@@ -192,7 +195,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_split(args: argparse.Namespace) -> int:
     from neurall_neuro.data.splits import groups_from_duplicates, make_split
 
-    cohort = _load(args.dir, args.layout)
+    cohort = _load(args.dir, args.layout, bad_images="skip")  # split usable images only
     mode = args.group_by
     if mode == "auto":
         mode = "patient" if cohort.has_patient_ids else "duplicates"

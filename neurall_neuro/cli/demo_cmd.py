@@ -14,6 +14,8 @@ import argparse
 import time
 from pathlib import Path
 
+from neurall_neuro.devices import add_device_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -33,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of every random choice (default 0)"
     )
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    add_device_argument(parser)
     parser.add_argument("--epochs", type=int, default=None, help="override the main models' epochs")
     parser.add_argument(
         "--n-per-class", type=int, default=None, help="override the generated images per class"
@@ -49,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
         FULL,
         QUICK,
         STAGES,
-        default_device,
         dump_settings,
         settings_with,
     )
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         QUICK if args.quick else FULL,
         seed=args.seed,
         data=args.data,
-        device=args.device or default_device(),
+        device=args.device,  # resolved by the --device type ("auto" -> cuda or cpu)
         epochs=args.epochs,
         n_per_class=args.n_per_class,
         size=args.size,

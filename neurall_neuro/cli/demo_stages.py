@@ -328,9 +328,9 @@ def stage_explain(ctx: DemoContext) -> StageOutput:
 
 # ----------------------------------------------------------------- export & deploy
 def stage_export(ctx: DemoContext) -> StageOutput:
-    from conversion.loihi_quantize import quantize_graph
-    from conversion.netx import write_netx
     from conversion.nir_export import export_nir, graph_summary
+    from hw_targets.loihi.netx import write_netx
+    from hw_targets.loihi.quantize import quantize_graph
     from hw_targets.quantization_report import quantization_accuracy
     from neurall_neuro.errors import ConversionError
     from neurall_neuro.models.checkpoint import load_checkpoint

@@ -4,13 +4,24 @@ Counts SynOps (spike-driven accumulates, exact fan-out), MACs, neuron updates an
 per layer on real images, prices them on hardware profiles (45 nm fp32/int8 with SRAM or
 DRAM, Loihi, SpiNNaker, SpiNNaker2, TrueNorth), and reports arithmetic-only and
 with-memory energy, the SNN/CNN ratio and the break-even firing rate. See docs/energy.md.
+The command loads the checkpoints (or the NIR graph) and the images and prints what
+``energy.report.energy_report`` returns: the Python API gives the same report.
 
 Examples::
 
     neurall energy --snn runs/snn/best.pt --cnn runs/cnn/best.pt --data DATA --n 64
     neurall energy --snn snn.pt --cnn cnn.pt --random 16 --format md --output energy.md --plot energy.png
     neurall energy --nir model.nir --target torch --data DATA --cnn cnn.pt
+    neurall energy --nir theirs.nir --dt snntorch --timesteps 8 --random 16
+    neurall energy --model mynets.tiny:build --weights tiny.pt --input-shape 3,64,64 \\
+        --timesteps 4 --random 16
     neurall energy --list-profiles
+
+Your own spiking model (--model MODULE:FACTORY --weights STATE_DICT.pt --input-shape
+C,H,W) is exported to NIR (to_nir with a zero example input) and counted like --nir, from
+the spike counts of --target over --timesteps steps. --dt states the time step a --nir
+file was written for (seconds or a convention: neurall, norse, snntorch, sinabs,
+rockpool, lava-dl).
 """
 
 from __future__ import annotations
@@ -19,6 +30,15 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any
+
+from neurall_neuro.cli.model_options import (
+    add_nir_arguments,
+    add_user_model_arguments,
+    load_user_model_from_args,
+    parsed_dt,
+    user_model_graph,
+)
+from neurall_neuro.devices import add_device_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,13 +55,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--cnn", metavar="CKPT", help="non-spiking baseline checkpoint (e.g. se-cnn best.pt)"
     )
+    add_nir_arguments(g, "count a NIR graph instead of --snn (run on --target)")
+    add_user_model_arguments(g, timesteps=False)
     g.add_argument(
-        "--nir", metavar="FILE", help="count a NIR graph instead of --snn (run on --target)"
+        "--target",
+        default="torch",
+        help="target that runs --nir / --model to get spike counts (torch)",
     )
     g.add_argument(
-        "--target", default="torch", help="target that runs --nir to get spike counts (torch)"
+        "--timesteps", type=int, help="T for --nir / --model (default: the graph's metadata)"
     )
-    g.add_argument("--timesteps", type=int, help="T for --nir (default: the graph's metadata)")
 
     g = p.add_argument_group("data")
     g.add_argument("--data", metavar="DIR", help="dataset folder or manifest.csv")
@@ -54,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--batch-size", dest="batch_size", type=int, default=32, help="batch size (32)")
     g.add_argument("--seed", type=int, default=0, help="seed of --random images (0)")
-    g.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    add_device_argument(g)
 
     g = p.add_argument_group("pricing and output")
     g.add_argument(
@@ -68,7 +91,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--view", choices=("hardware", "neurobench"), default="hardware",
         help="hardware: fold pooling on spikes into the next layer (default); neurobench: count it",
     )  # fmt: skip
-    g.add_argument("--format", dest="fmt", choices=("table", "json", "csv", "md"), default="table")
+    g.add_argument(
+        "--format", dest="fmt", choices=("table", "json", "csv", "md"), default="table",
+        help="report format: table (default, for the terminal), json, csv or md (Markdown)",
+    )  # fmt: skip
     g.add_argument("--output", metavar="FILE", help="write the report here (default: stdout)")
     g.add_argument(
         "--plot", metavar="FILE.png", help="also write a plot (per-layer ops, energy per profile)"
@@ -132,7 +158,9 @@ def _dataset_images(args: argparse.Namespace, preprocessing: dict[str, Any]) -> 
     from neurall_neuro.data.layouts import load_cohort
     from neurall_neuro.data.preprocess import Preprocessing
 
-    cohort = load_cohort(args.data, args.layout)
+    cohort = getattr(args, "cohort", None)  # loaded once by run(), shared by both models
+    if cohort is None:
+        cohort = load_cohort(args.data, args.layout, bad_images="skip")
     chosen = _select(len(cohort.records), args.n)
     records = [cohort.records[i] for i in chosen]
     dataset = ImageDataset(records, Preprocessing.from_dict(preprocessing), cache=False)
@@ -175,87 +203,108 @@ def _data_description(args: argparse.Namespace) -> str:
     return f"up to {args.n} images spread over {args.data}"
 
 
+def _checkpoint_source(path: str, args: argparse.Namespace) -> Any:
+    """A checkpoint as a :class:`energy.sources.TorchModel` with its own images."""
+    from energy.sources import TorchModel
+    from neurall_neuro.models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, map_location=args.device)
+    config = ckpt.config
+    shape = (config.get("in_channels", 3), config["input_size"], config["input_size"])
+    return TorchModel(
+        ckpt.model,
+        images=_images(args, ckpt.preprocessing, shape),
+        name=ckpt.model_name,
+        label=path,
+    )
+
+
+def _graph_source(path: str, args: argparse.Namespace) -> Any:
+    """A NIR file as a :class:`energy.sources.NIRModel` (run on ``--target``) with its images."""
+    from conversion.nir_io import read_nir
+    from energy.sources import NIRModel, nir_input_shape
+
+    graph = read_nir(path)
+    shape = nir_input_shape(graph)
+    return NIRModel(
+        graph,
+        images=_images(args, {"size": shape[1]}, shape),
+        target=args.target,
+        timesteps=args.timesteps,
+        name=Path(path).name,
+        label=path,
+        dt=parsed_dt(args),
+    )
+
+
+def _user_model_source(args: argparse.Namespace) -> Any:
+    """``--model``: the user's model exported to NIR, counted as a :class:`NIRModel`."""
+    from energy.sources import NIRModel, nir_input_shape
+
+    user = load_user_model_from_args(args)
+    graph = user_model_graph(user)
+    shape = nir_input_shape(graph)
+    if args.data and (shape[0] != 3 or shape[1] != shape[2]):
+        from neurall_neuro.errors import ConfigError
+
+        raise ConfigError(
+            f"--data gives RGB images (3, S, S); the model's input is {shape}: use --random N"
+        )
+    return NIRModel(
+        graph,
+        images=_images(args, {"size": shape[1]}, shape),
+        target=args.target,
+        timesteps=args.timesteps,
+        name=user.name,
+        label=user.spec,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    from neurall_neuro.cli.model_options import chosen_source
     from neurall_neuro.errors import ConfigError
 
     if args.list_profiles:
         return _list_profiles(args.profile_files)
-    if not (args.snn or args.cnn or args.nir):
+    if not (args.snn or args.cnn or args.nir or args.model):
         raise ConfigError(
-            "give at least one of --snn CKPT, --nir FILE, --cnn CKPT (or --list-profiles)"
+            "give at least one of --snn CKPT, --nir FILE, --model MODULE:FACTORY, --cnn CKPT "
+            "(or --list-profiles)"
         )
-    if args.snn and args.nir:
-        raise ConfigError("--snn and --nir both give the spiking model; use one of them")
+    source = chosen_source(args, ("snn", "nir", "model"), required=False)
     if bool(args.data) == bool(args.random):
         raise ConfigError("give exactly one of --data DIR or --random N")
     if args.n < 1 or args.batch_size < 1 or (args.random is not None and args.random < 1):
         raise ConfigError("--n, --batch-size and --random must be positive")
 
-    from energy.nir_counter import count_nir
     from energy.plot import plot_report
     from energy.profiles import load_profiles
     from energy.render import render, render_table
-    from energy.report import build_report
-    from energy.targets import spike_counts_on_target
-    from energy.torch_counter import count_model
-    from neurall_neuro.models.checkpoint import load_checkpoint
+    from energy.report import energy_report
 
     catalog = load_profiles(args.profile_files)
     catalog.select(args.profiles)  # fail early on unknown profile names
-    fold = args.view == "hardware"
-    snn_counts = cnn_counts = None
-    snn_module = cnn_module = None
-    notes: list[str] = []
-    if args.snn:
-        ckpt = load_checkpoint(args.snn, map_location=args.device)
-        snn_module = ckpt.model
-        config = ckpt.config
-        shape = (config.get("in_channels", 3), config["input_size"], config["input_size"])
-        images = _images(args, ckpt.preprocessing, shape)
-        snn_counts = count_model(
-            snn_module, images, fold_pooling=fold, device=args.device, name=ckpt.model_name
-        )
-    if args.nir:
-        from conversion.nir_graph import validate_graph
-        from conversion.nir_io import read_nir
+    if args.data:  # load the dataset once: unreadable images are skipped (one warning) up front
+        from neurall_neuro.data.layouts import load_cohort
 
-        graph = read_nir(args.nir)
-        info = validate_graph(graph)
-        if len(info.flat.inputs) != 1:
-            raise ConfigError(
-                f"--nir graph has {len(info.flat.inputs)} inputs; energy reports need one image input"
-            )
-        in_shape = tuple(info.shapes[info.flat.inputs[0]][1])
-        if len(in_shape) != 3:
-            raise ConfigError(f"--nir graph input shape {in_shape} is not an image (C, H, W)")
-        images = _images(args, {"size": int(in_shape[1])}, in_shape)  # type: ignore[arg-type]
-        counts, samples, run_notes = spike_counts_on_target(
-            graph, images, args.target, args.timesteps, args.batch_size, args.device
-        )
-        notes += run_notes
-        snn_counts = count_nir(
-            graph, counts, args.timesteps, samples, fold_pooling=fold, name=Path(args.nir).name
-        )
-    if args.cnn:
-        ckpt = load_checkpoint(args.cnn, map_location=args.device)
-        cnn_module = ckpt.model
-        config = ckpt.config
-        shape = (config.get("in_channels", 3), config["input_size"], config["input_size"])
-        images = _images(args, ckpt.preprocessing, shape)
-        cnn_counts = count_model(
-            cnn_module, images, fold_pooling=fold, device=args.device, name=ckpt.model_name
-        )
-
-    report = build_report(
-        snn_counts,
-        cnn_counts,
-        catalog,
-        args.profiles,
-        snn_module=snn_module,
-        cnn_module=cnn_module,
+        args.cohort = load_cohort(args.data, args.layout, bad_images="skip")
+    snn = None
+    if source == "snn":
+        snn = _checkpoint_source(args.snn, args)
+    elif source == "nir":
+        snn = _graph_source(args.nir, args)
+    elif source == "model":
+        snn = _user_model_source(args)
+    report = energy_report(
+        snn,
+        _checkpoint_source(args.cnn, args) if args.cnn else None,
+        catalog=catalog,
+        profiles=args.profiles,
+        batch_size=args.batch_size,
+        fold_pooling=args.view == "hardware",
+        device=args.device,
         data=_data_description(args),
     )
-    report.notes += notes
     if args.plot:
         path = plot_report(report, args.plot)
         print(f"plot written to {path}", file=sys.stderr)

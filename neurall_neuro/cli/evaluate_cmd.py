@@ -3,6 +3,10 @@
 The checkpoint describes its model, classes and preprocessing: no model flags are needed.
 Classes of another cohort are mapped by name (``--map SOURCE=TARGET`` for explicit ones).
 Writes OUT/metrics.json, predictions.csv, confusion_matrix.{csv,png}.
+
+Checkpoints written by ``neurall train`` remember their training and validation images
+by hash: evaluated images among them are counted and a WARNING is printed (their scores
+are inflated); ``--exclude-training`` scores the held-out images only.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+
+from neurall_neuro.devices import add_device_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,11 +45,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and perturbations")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
-    p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    p.add_argument(
+        "--batch-size", dest="batch_size", type=int, default=64,
+        help="images per forward pass (default 64; lower it if memory runs out)",
+    )  # fmt: skip
+    add_device_argument(p)
     p.add_argument(
         "--train-data", dest="train_data", default=None,
         help="training data to check for near-duplicates (default: the checkpoint's training root)",
+    )  # fmt: skip
+    p.add_argument(
+        "--exclude-training", dest="exclude_training", action="store_true",
+        help="score only images that are not among the checkpoint's training or validation "
+        "images (identical files or near-duplicates, recognised by the hashes it stores)",
     )  # fmt: skip
     p.add_argument(
         "--no-overlap-check", dest="overlap_check", action="store_false",
@@ -66,12 +80,15 @@ def parse_mapping(items: list[str]) -> dict[str, str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from neurall_neuro.atomic import removed_on_failure
     from neurall_neuro.evaluation.evaluator import evaluate
     from neurall_neuro.evaluation.overlap import OverlapWarning
+    from neurall_neuro.evaluation.training_images import TrainingOverlapWarning
 
     robustness = [r.strip() for r in args.robustness.split(",") if r.strip()]
-    with warnings.catch_warnings():
+    with removed_on_failure(args.out), warnings.catch_warnings():
         warnings.simplefilter("ignore", OverlapWarning)  # reported below, once, in plain words
+        warnings.simplefilter("ignore", TrainingOverlapWarning)  # printed by result.summary()
         result = evaluate(
             args.checkpoint,
             args.data,
@@ -87,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             train_data=args.train_data,
             overlap_check=args.overlap_check,
+            exclude_training=args.exclude_training,
         )
     overlap = result.overlap or {}
     if overlap.get("n_overlapping_images"):

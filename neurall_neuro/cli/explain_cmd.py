@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from neurall_neuro.devices import add_device_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -26,7 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--layout", default=None, help="layout of --data (default: detected)")
     p.add_argument("--out", required=True, help="output folder for the PNGs")
-    p.add_argument("--method", default="all", choices=("gradcam", "sam", "all"))
+    p.add_argument(
+        "--method", default="all", choices=("gradcam", "sam", "all"),
+        help="gradcam, sam (spiking models only) or all (default: Grad-CAM, plus SAM for an SNN)",
+    )  # fmt: skip
     p.add_argument(
         "--layer", default=None, help="layer to explain (default: last LIF / last residual stage)"
     )
@@ -38,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--target", default=None, help="class to explain (name or index; default: predicted)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed for picking images from --data")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    add_device_argument(p)
     p.set_defaults(func=run)
 
 
@@ -88,6 +93,7 @@ def _target(value: str | None, class_names: list[str]) -> int | None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from neurall_neuro.atomic import removed_on_failure
     from neurall_neuro.data.preprocess import Preprocessing
     from neurall_neuro.errors import ConfigError
     from neurall_neuro.explain.runner import explain_images
@@ -105,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
         if args.n < 1:
             raise ConfigError(f"--n must be >= 1, got {args.n}")
-        cohort = load_cohort(args.data, args.layout)
+        cohort = load_cohort(args.data, args.layout, bad_images="skip")
         if tuple(cohort.class_names) != tuple(class_names):
             cohort = map_labels(cohort, class_names)
         chosen = _pick(cohort.labels, args.n, args.seed)
@@ -113,11 +119,13 @@ def run(args: argparse.Namespace) -> int:
         labels = [cohort.records[i].label for i in chosen]
     images = torch.stack([pre.load(p) for p in paths])
     names = [f"{i:03d}_{p.stem}" for i, p in enumerate(paths)]
-    result = explain_images(
-        ckpt, images, args.out, names=names, labels=labels, method=args.method, layer=args.layer,
-        per_timestep=args.per_timestep, gamma=DEFAULT_GAMMA if args.gamma is None else args.gamma,
-        target=_target(args.target, class_names), device=args.device,
-    )  # fmt: skip
+    with removed_on_failure(args.out):  # no half-written folder of overlays on failure
+        result = explain_images(
+            ckpt, images, args.out, names=names, labels=labels, method=args.method,
+            layer=args.layer, per_timestep=args.per_timestep,
+            gamma=DEFAULT_GAMMA if args.gamma is None else args.gamma,
+            target=_target(args.target, class_names), device=args.device,
+        )  # fmt: skip
     for method, exp in result.explanations.items():
         correct = sum(int(exp.predicted[i]) == y for i, y in enumerate(labels) if y is not None)
         known = sum(y is not None for y in labels)

@@ -12,7 +12,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from neurall_neuro.devices import add_device_argument
+
 S = argparse.SUPPRESS  # flags not given do not appear, so recipe values survive
+
+
+class _ModelNames:
+    """The registered model names, looked up when ``--help`` is rendered: importing the
+    registry imports torch, which the parser itself must not (``neurall --help`` stays fast)."""
+
+    def __str__(self) -> str:
+        from neurall_neuro.models.registry import list_models
+
+        return ", ".join(list_models())
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,10 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         argument_default=S,
     )
     g = p.add_argument_group("what to train")
-    g.add_argument(
-        "--model",
-        help="registered model name, e.g. neurallnet, se-cnn (all: models.registry.list_models())",
-    )
+    model = g.add_argument("--model", metavar="NAME", help="registered model: %(registered)s")
+    model.registered = _ModelNames()  # type: ignore[attr-defined]  # expanded by --help
     g.add_argument("--data", help="dataset folder or manifest.csv")
     g.add_argument("--out", help="run directory to create (or to resume with --resume)")
     g.add_argument("--config", dest="recipe", metavar="FILE.yaml", help="training recipe file")
@@ -68,6 +78,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--amp", dest="amp", action="store_true", help="force mixed precision (CUDA only)"
     )
     g.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision")
+    g.add_argument(
+        "--bn-recal-images", dest="bn_recal_images", type=int, metavar="N",
+        help="before every validation, recompute BatchNorm statistics from N training images "
+        "(256; 0 = keep torch's moving averages)",
+    )  # fmt: skip
 
     g = p.add_argument_group("split")
     g.add_argument("--split-file", dest="split_file", help="reuse this split.json")
@@ -81,7 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
 
     g = p.add_argument_group("execution")
-    g.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    add_device_argument(g, default=S)
     g.add_argument("--seed", type=int, help="seed (0)")
     g.add_argument(
         "--no-deterministic", dest="deterministic", action="store_false",
@@ -137,10 +152,14 @@ def build_config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from neurall_neuro.atomic import removed_on_failure
     from neurall_neuro.training import train
+    from neurall_neuro.training.trainer import LAST
 
     config = build_config(args)
-    result = train(config)
+    # A new run folder is removed again if training fails before saving a checkpoint.
+    with removed_on_failure(config.out, keep_if=lambda run_dir: (run_dir / LAST).exists()):
+        result = train(config)
     if result.rank == 0 and config.log:
         lines = [
             f"run: {result.run_dir}",

@@ -53,17 +53,29 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from neurall_neuro.atomic import atomic_write_text
 from neurall_neuro.data.imageio import read_rgb
 from neurall_neuro.data.records import Cohort
 from neurall_neuro.errors import BadImageError, ConfigError
 from neurall_neuro.progress import track
 
-if TYPE_CHECKING:
-    from neurall_neuro.data.splits import Split
+
+class SplitParts(Protocol):
+    """What the split-leak check needs of a split: the record indices of each part.
+
+    :class:`neurall_neuro.data.splits.Split` provides it. The dependency runs one way
+    (``splits`` imports this module for :func:`~neurall_neuro.data.splits.groups_from_duplicates`),
+    so this module names the interface instead of importing the class.
+    """
+
+    def indices(self, cohort: Cohort) -> dict[str, list[int]]:
+        """``{part name: [record indices of cohort]}``."""
+        ...
+
 
 #: Bits of the combined phash + dhash code.
 HASH_BITS = 128
@@ -353,7 +365,7 @@ def find_duplicate_pairs(
 
 def find_split_leaks(
     cohort: Cohort,
-    split: Split,
+    split: SplitParts,
     threshold: int | None = None,
     min_similarity: float | None = None,
     hashes: ImageHashes | None = None,
@@ -456,12 +468,7 @@ class DedupReport:
 
     def save_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the report as JSON (atomic: temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     def summary(self, examples: int = 5) -> str:
         """Readable counts and up to ``examples`` example pairs per scope."""
@@ -494,7 +501,7 @@ class DedupReport:
 
 def check_duplicates(
     cohorts: Sequence[Cohort],
-    split: Split | None = None,
+    split: SplitParts | None = None,
     split_cohort: int = 0,
     threshold: int | None = None,
     min_similarity: float | None = None,

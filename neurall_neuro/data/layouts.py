@@ -50,14 +50,16 @@ from __future__ import annotations
 
 import csv
 import re
+import shlex
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from neurall_neuro.data.imageio import is_image_name
-from neurall_neuro.data.records import Cohort, ImageRecord
-from neurall_neuro.errors import DataError, UnknownLayoutError
+from neurall_neuro.data.records import Cohort, DataWarning, ImageRecord
+from neurall_neuro.data.scan import BAD_IMAGE_POLICIES, check_cohort_images
+from neurall_neuro.errors import ConfigError, DataError, UnknownLayoutError
 from neurall_neuro.registry import Registry
 
 #: Canonical class names of 4-class ALL subtype datasets (Benign = hematogones).
@@ -88,10 +90,6 @@ _SYNONYMS: dict[str, str] = {
     "leukaemia": "ALL",
     "blast": "ALL",
 }
-
-
-class DataWarning(UserWarning):
-    """A dataset is usable but something about it deserves attention (e.g. an empty class)."""
 
 
 def normalize_class_name(name: str) -> str:
@@ -540,22 +538,40 @@ def detect_layout(root: str | Path) -> str:
     )
 
 
-def load_cohort(root: str | Path, layout: str | None = None) -> Cohort:
+def load_cohort(root: str | Path, layout: str | None = None, bad_images: str = "keep") -> Cohort:
     """Load the dataset at ``root`` with ``layout`` (detected when ``None``).
+
+    ``bad_images`` says what happens to files that cannot be decoded (truncated,
+    corrupt, zero-byte, not an image; :data:`~neurall_neuro.data.scan.BAD_IMAGE_POLICIES`):
+    ``"keep"`` (default) reads the structure only and decodes nothing; ``"skip"``
+    decodes every image and leaves the unreadable ones out with one
+    :class:`~neurall_neuro.data.records.BadImageWarning` listing them (the commands
+    that work on a dataset folder use it); ``"error"`` raises instead.
 
     Raises:
         UnknownNameError: ``layout`` is not a registered layout name (lists them).
         UnknownLayoutError: detection found no layout.
         DataError: the folder does not have the structure of ``layout`` or holds no images.
+        BadImageError: ``bad_images="error"`` and a file is unreadable, or ``"skip"`` and
+            none is readable.
+        ConfigError: ``bad_images`` is not a policy name.
     """
     root = Path(root).expanduser()
+    if bad_images not in BAD_IMAGE_POLICIES:
+        raise ConfigError(
+            f"bad_images={bad_images!r} is invalid; valid options: {', '.join(BAD_IMAGE_POLICIES)}"
+        )
     if not root.exists():
         raise DataError(f"dataset folder {root} does not exist")
     name = layout or detect_layout(root)
     lay = LAYOUTS.get(name)
     if layout is not None and not lay.detect(root):
         raise DataError(f"{root} does not have the structure of layout {name!r}: {lay.description}")
-    return lay.load(root.resolve())
+    cohort = lay.load(root.resolve())
+    command = f"neurall data scan {shlex.quote(str(root))}"
+    if layout is not None:
+        command += f" --layout {shlex.quote(name)}"
+    return check_cohort_images(cohort, bad_images, scan_command=command, stacklevel=2)
 
 
 def map_labels(
@@ -602,4 +618,4 @@ def map_labels(
         for r in cohort.records
         if r.label in index_of
     ]
-    return Cohort(cohort.root, cohort.layout, target, records)
+    return Cohort(cohort.root, cohort.layout, target, records, list(cohort.skipped))

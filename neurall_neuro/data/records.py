@@ -17,6 +17,14 @@ from pathlib import Path
 from neurall_neuro.errors import DataError
 
 
+class DataWarning(UserWarning):
+    """A dataset is usable but something about it deserves attention (e.g. an empty class)."""
+
+
+class BadImageWarning(DataWarning):
+    """Unreadable images of a dataset folder were left out (one warning lists them all)."""
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     """One image of a dataset.
@@ -43,12 +51,17 @@ class Cohort:
         layout: name of the layout that read it (see :mod:`neurall_neuro.data.layouts`).
         class_names: class names; ``record.label`` indexes this tuple.
         records: the images, in a deterministic order (sorted by class, then path).
+        skipped: ``(path, reason)`` of the folder's images that were left out because
+            they cannot be decoded (``load_cohort(..., bad_images="skip")``); a split
+            that names them still applies (see :meth:`Split.indices
+            <neurall_neuro.data.splits.Split.indices>`).
     """
 
     root: Path
     layout: str
     class_names: tuple[str, ...]
     records: list[ImageRecord] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.class_names = tuple(self.class_names)
@@ -111,7 +124,13 @@ class Cohort:
         bad = [i for i in idx if not 0 <= i < n]
         if bad:
             raise DataError(f"record indices {bad[:5]} are out of range for a cohort of {n} images")
-        return Cohort(self.root, self.layout, self.class_names, [self.records[i] for i in idx])
+        return Cohort(
+            self.root,
+            self.layout,
+            self.class_names,
+            [self.records[i] for i in idx],
+            list(self.skipped),
+        )
 
     def summary(self) -> str:
         """One line: layout, size and per-class counts."""

@@ -37,12 +37,16 @@ def sample_images(
 ) -> ImageBatch:
     """``n`` seeded-random images of ``data`` (all when ``n`` is None), preprocessed.
 
+    A dataset folder is loaded with ``bad_images="skip"``: unreadable files are left out
+    (one warning lists them) before the images are drawn, so they are drawn from the
+    readable ones. A :class:`Cohort` is used as given.
+
     With ``class_names`` (e.g. a checkpoint's), the cohort's labels are mapped onto them
     by name; if they cannot be mapped the batch is returned unlabelled.
     """
     if n is not None and n < 1:
         raise ConfigError(f"number of images must be >= 1, got {n}")
-    cohort = data if isinstance(data, Cohort) else load_cohort(data)
+    cohort = data if isinstance(data, Cohort) else load_cohort(data, bad_images="skip")
     labelled = True
     if class_names is not None:
         try:

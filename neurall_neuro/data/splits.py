@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from neurall_neuro.atomic import atomic_write_text
+from neurall_neuro.data.dedup import find_duplicate_pairs
 from neurall_neuro.data.records import Cohort
 from neurall_neuro.errors import ConfigError, DataError
 
@@ -47,8 +48,13 @@ def record_key(cohort: Cohort, index: int) -> str:
     The root is the dataset folder (or the manifest's folder); records outside it
     are keyed by their absolute path. Keys use ``/`` separators.
     """
+    return path_key(cohort, cohort.records[index].path)
+
+
+def path_key(cohort: Cohort, path: str | os.PathLike[str]) -> str:
+    """The split-file key of an image ``path`` of ``cohort`` (see :func:`record_key`)."""
     base = cohort.root if cohort.root.is_dir() else cohort.root.parent
-    path = Path(cohort.records[index].path)
+    path = Path(path)
     try:
         return path.resolve().relative_to(base.resolve()).as_posix()
     except ValueError:
@@ -109,18 +115,24 @@ class Split:
             )
 
     def indices(self, cohort: Cohort) -> dict[str, list[int]]:
-        """Record indices of each part in ``cohort`` (DataError if a key is missing)."""
+        """Record indices of each part in ``cohort`` (DataError if a key is missing).
+
+        Images the cohort skipped as unreadable (``cohort.skipped``, see
+        ``load_cohort(..., bad_images="skip")``, which already warned about them) are left
+        out of their part instead of counting as missing.
+        """
         if self.class_names and tuple(cohort.class_names) != self.class_names:
             raise DataError(
                 f"split was made for classes {list(self.class_names)}, but {cohort.root} has "
                 f"classes {list(cohort.class_names)}"
             )
         index_of = {record_key(cohort, i): i for i in range(len(cohort))}
+        skipped = {path_key(cohort, p) for p, _ in cohort.skipped}
         out: dict[str, list[int]] = {}
         missing: list[str] = []
         for part, keys in self.parts().items():
             out[part] = [index_of[k] for k in keys if k in index_of]
-            missing += [k for k in keys if k not in index_of]
+            missing += [k for k in keys if k not in index_of and k not in skipped]
         if missing:
             raise DataError(
                 f"{len(missing)} image(s) of the split are not in {cohort.root}, e.g. "
@@ -148,19 +160,9 @@ class Split:
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write JSON atomically (temporary file in the same folder, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.to_dict(), fh, indent=1)
-                fh.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        """Write JSON atomically (:func:`neurall_neuro.atomic.atomic_write_text`: temporary
+        file in the same folder, then rename; mode ``0o666 & ~umask``)."""
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Split:
@@ -319,8 +321,6 @@ def groups_from_duplicates(
         One label per record: ``"dup-<k>"`` for every image of a cluster that holds at
         least one duplicate pair, otherwise its base group (or its record key).
     """
-    from neurall_neuro.data.dedup import find_duplicate_pairs
-
     n = len(cohort)
     parent = list(range(n))
 

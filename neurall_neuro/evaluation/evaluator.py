@@ -5,14 +5,27 @@ accuracy, macro-F1 (each with a bootstrapped 95 % CI, resampling patients when i
 exist), per-class sensitivity / specificity / PPV / NPV / F1, one-vs-rest AUROC, the
 expected calibration error and the confusion matrix. Optionally the same metrics
 under robustness transforms (``grayscale``, ``stain-jitter``) with the drop vs clean,
-and a near-duplicate check between the evaluated images and the training data.
+and two checks against the training data:
+
+* **training images** (:mod:`~neurall_neuro.evaluation.training_images`): the evaluated
+  images are compared with the hashes of the training and validation images stored in
+  the checkpoint (no training data or split file needed). Overlap is reported loudly
+  (``summary()``, an :class:`TrainingOverlapWarning`, ``training_images`` in
+  ``metrics.json``, ``training_overlap.csv``); ``exclude_training=True`` scores the
+  held-out images only. Exclusion is opt-in so that a figure never changes by itself
+  and an explicitly requested part (``--split val``) can still be scored.
+* **near-duplicates on disk** (:mod:`~neurall_neuro.evaluation.overlap`): the
+  two-stage detector of :mod:`neurall_neuro.data.dedup` against the training folder,
+  when it exists.
 
 Files written to ``out_dir`` (when given): ``metrics.json``, ``predictions.csv``,
-``confusion_matrix.csv``, ``confusion_matrix.png``.
+``confusion_matrix.csv``, ``confusion_matrix.png`` and, when evaluated images were
+among the checkpoint's training or validation images, ``training_overlap.csv``.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import warnings
 from collections.abc import Sequence
@@ -22,10 +35,11 @@ from typing import Any
 
 import numpy as np
 
+from neurall_neuro.atomic import atomic_open
 from neurall_neuro.data.dataset import ImageDataset
 from neurall_neuro.data.preprocess import ROBUSTNESS_TRANSFORMS, Preprocessing
 from neurall_neuro.data.records import Cohort
-from neurall_neuro.errors import ConfigError, DataError
+from neurall_neuro.errors import CheckpointError, ConfigError, DataError
 from neurall_neuro.evaluation.bootstrap import DEFAULT_RESAMPLES, bootstrap_intervals
 from neurall_neuro.evaluation.calibration import expected_calibration_error
 from neurall_neuro.evaluation.metrics import (
@@ -46,6 +60,13 @@ from neurall_neuro.evaluation.outputs import (
 from neurall_neuro.evaluation.overlap import OverlapReport, OverlapWarning, check_overlap
 from neurall_neuro.evaluation.plots import plot_confusion_matrix
 from neurall_neuro.evaluation.predict import Predictions, predict
+from neurall_neuro.evaluation.training_images import (
+    NEAR_DISTANCE,
+    TrainingOverlap,
+    TrainingOverlapWarning,
+    check_training_images,
+    no_hashes_note,
+)
 from neurall_neuro.models.checkpoint import Checkpoint, load_checkpoint
 
 #: Metrics that get bootstrapped intervals, and the drop reported under perturbations.
@@ -78,8 +99,10 @@ class EvaluationResult:
     data: dict[str, Any] = field(default_factory=dict)
     robustness: dict[str, Any] = field(default_factory=dict)
     overlap: dict[str, Any] | None = None
+    training_images: dict[str, Any] | None = None
     files: dict[str, str] = field(default_factory=dict)
     predictions: Predictions | None = field(default=None, repr=False)
+    training_overlap: TrainingOverlap | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (predictions are in ``predictions.csv``, not here)."""
@@ -87,7 +110,7 @@ class EvaluationResult:
             "model", "checkpoint", "class_names", "n_images", "n_patients",
             "accuracy", "accuracy_ci95", "balanced_accuracy", "balanced_accuracy_ci95",
             "macro_f1", "macro_f1_ci95", "per_class", "auroc", "ece", "confusion_matrix",
-            "bootstrap", "data", "robustness", "overlap", "files",
+            "bootstrap", "data", "robustness", "overlap", "training_images", "files",
         ]  # fmt: skip
         return json_safe({k: getattr(self, k) for k in keys})
 
@@ -98,11 +121,17 @@ class EvaluationResult:
         """A few human-readable lines."""
         lo, hi = self.accuracy_ci95
         auroc = self.auroc.get("macro")
-        lines = [
+        lines = []
+        if self.training_overlap is not None and (
+            self.training_overlap.matches and not self.training_overlap.excluded
+        ):
+            lines.append(self.training_overlap.message())
+        lines += [
             f"{self.model}: {self.n_images} images"
             + (f" from {self.n_patients} patients" if self.n_patients else ""),
-            f"  accuracy {self.accuracy:.4f} (95% CI {lo:.4f}-{hi:.4f}), "
-            f"balanced accuracy {self.balanced_accuracy:.4f}, macro-F1 {self.macro_f1:.4f}",
+            f"  accuracy {self.accuracy:.4f} "
+            + (f"(95% CI {lo:.4f}-{hi:.4f}), " if lo is not None else "(no bootstrap), ")
+            + f"balanced accuracy {self.balanced_accuracy:.4f}, macro-F1 {self.macro_f1:.4f}",
             f"  AUROC (macro, one-vs-rest) {auroc:.4f}, ECE {self.ece:.4f}"
             if auroc is not None
             else f"  AUROC undefined, ECE {self.ece:.4f}",
@@ -119,6 +148,16 @@ class EvaluationResult:
                 f"  WARNING: {self.overlap['n_overlapping_images']} evaluated image(s) are "
                 "near-duplicates of training images"
             )
+        if self.training_overlap is not None:
+            if self.training_overlap.matches and not self.training_overlap.excluded:
+                lines.append(
+                    f"  WARNING: {self.training_overlap.n_overlapping:,} of these images were in "
+                    "the checkpoint's training or validation set (see above): scores inflated"
+                )
+            else:
+                lines.append(f"  {self.training_overlap.summary()}")
+        elif self.training_images is not None and not self.training_images.get("checked"):
+            lines.append("  note: the checkpoint stores no training-image hashes; overlap unknown")
         return "\n".join(lines)
 
 
@@ -200,7 +239,7 @@ def _load_eval_cohort(
     """The cohort to evaluate, the full cohort it came from, and a description."""
     from neurall_neuro.data.layouts import load_cohort
 
-    full = data if isinstance(data, Cohort) else load_cohort(data, layout)
+    full = data if isinstance(data, Cohort) else load_cohort(data, layout, bad_images="skip")
     info: dict[str, Any] = {"root": str(full.root), "layout": full.layout}
     if split_file is None:
         return full, None, info
@@ -236,6 +275,9 @@ def evaluate(
     train_data: str | Path | Cohort | None = None,
     overlap_check: bool = True,
     progress: bool = True,
+    training_check: bool = True,
+    exclude_training: bool = False,
+    near_distance: int = NEAR_DISTANCE,
 ) -> EvaluationResult:
     """Evaluate a checkpoint on a cohort; optionally write the result files to ``out_dir``.
 
@@ -255,6 +297,15 @@ def evaluate(
         train_data: training data to check for near-duplicates of the evaluated images;
             default: the training root recorded in the checkpoint metadata, if it exists.
         overlap_check: set False to skip the near-duplicate check.
+        training_check: compare the evaluated images with the training and validation
+            image hashes stored in the checkpoint (see
+            :mod:`~neurall_neuro.evaluation.training_images`); any overlap is warned
+            about (:class:`TrainingOverlapWarning`) and reported in ``training_images``.
+        exclude_training: score only the images that are neither training nor
+            validation images of the checkpoint (exact or near-duplicate matches);
+            raises CheckpointError when the checkpoint stores no image hashes.
+        near_distance: perceptual-hash distance (bits of 128) up to which an image
+            counts as a near-duplicate of a remembered one.
     """
     if bootstrap < 0:
         raise ConfigError(f"bootstrap must be >= 0 resamples, got {bootstrap}")
@@ -271,6 +322,35 @@ def evaluate(
         raise DataError(f"no images to evaluate in {data_info['root']}")
     preprocessing = Preprocessing.from_dict(ckpt.preprocessing)
     class_names = list(ckpt.class_names)
+
+    training_overlap: TrainingOverlap | None = None
+    training_section: dict[str, Any] | None = None
+    if training_check or exclude_training:
+        training_overlap = check_training_images(cohort, ckpt, near_distance, progress)
+        if training_overlap is None:
+            if exclude_training:
+                raise CheckpointError(
+                    f"{ckpt.path or 'the checkpoint'} stores no training-image hashes, so "
+                    "exclude_training (--exclude-training) cannot tell which images it trained "
+                    "on; evaluate one part of its split instead (--split-file F --split test), "
+                    "or add the hashes with scripts/add_training_hashes.py"
+                )
+            training_section = no_hashes_note()
+        elif exclude_training:
+            training_overlap.excluded = True
+            if training_overlap.n_held_out == 0:
+                raise DataError(
+                    f"all {training_overlap.n_evaluated} evaluated images were among the "
+                    "checkpoint's training or validation images; no held-out image is left "
+                    "to score"
+                )
+            if training_overlap.matches:
+                full = full if full is not None else cohort
+                cohort = cohort.subset(training_overlap.held_out_indices())
+        elif training_overlap.matches:
+            warnings.warn(training_overlap.message(), TrainingOverlapWarning, stacklevel=2)
+        if training_overlap is not None:
+            training_section = training_overlap.to_dict()
 
     overlap: OverlapReport | None = None
     if overlap_check:
@@ -327,7 +407,9 @@ def evaluate(
         data={**data_info, "preprocessing": preprocessing.to_dict()},
         robustness=robust_section,
         overlap=overlap.to_dict() if overlap is not None else None,
+        training_images=training_section,
         predictions=preds,
+        training_overlap=training_overlap,
     )
     if out_dir is not None:
         write_evaluation(result, cohort, out_dir)
@@ -354,7 +436,22 @@ def write_evaluation(
         files["predictions_csv"] = write_predictions_csv(
             out / "predictions.csv", records, preds.labels, preds.probs, result.class_names
         )
+    if result.training_overlap is not None and result.training_overlap.matches:
+        files["training_overlap_csv"] = write_training_overlap_csv(
+            out / "training_overlap.csv", result.training_overlap
+        )
     result.files = {k: str(v) for k, v in files.items()}
     result.files["metrics_json"] = str(out / "metrics.json")
     write_json(out / "metrics.json", result.to_dict())
     return result.files
+
+
+def write_training_overlap_csv(path: str | Path, overlap: TrainingOverlap) -> Path:
+    """Every evaluated image found among the checkpoint's training or validation images:
+    ``path, part, match, hash_distance`` (``match`` is ``exact`` or ``near``)."""
+    path = Path(path)
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["path", "part", "match", "hash_distance"])
+        writer.writeheader()
+        writer.writerows(overlap.rows())
+    return path

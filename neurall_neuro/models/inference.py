@@ -20,6 +20,10 @@ exactly Norse's reset ``(1 - z) v + z v_reset`` for ``z`` in {0, 1} and ``v_rese
 
 Optional ``channels_last`` memory format is measured in ``benchmarks/``; it is used only
 where it pays.
+
+This module depends only on the shared pieces of :mod:`neurall_neuro.models.spiking`
+(the model's structure, :class:`~neurall_neuro.models.spiking.LayerMajorSNN`, and the
+result type): ``NeurAllNet`` imports it, not the other way round.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ import copy
 import torch
 from torch import nn
 
-from neurall_neuro.models.neurallnet import NeurAllNet, SNNRun
+from neurall_neuro.errors import ConfigError
 from neurall_neuro.models.neurons import LIFLayer
 from neurall_neuro.models.se_block import SEBlock
+from neurall_neuro.models.spiking import LayerMajorSNN, SNNRun
 
 
 def lif_multi_step(
@@ -77,9 +82,19 @@ def _decay(layer: LIFLayer) -> torch.Tensor:
 
 
 class InferenceNeurAllNet(nn.Module):
-    """Inference-only execution of a :class:`NeurAllNet` (a frozen copy of its weights)."""
+    """Inference-only execution of a ``NeurAllNet`` (a frozen copy of its weights).
 
-    def __init__(self, model: NeurAllNet, channels_last: bool = False):
+    ``model``: a module with the :class:`~neurall_neuro.models.spiking.LayerMajorSNN`
+    structure (``config.timesteps``, ``encode``, ``body``, ``readout``).
+    """
+
+    def __init__(self, model: nn.Module, channels_last: bool = False):
+        if not isinstance(model, LayerMajorSNN):
+            missing = [a for a in ("config", "encode", "body", "readout") if not hasattr(model, a)]
+            raise ConfigError(
+                "the fast inference path needs a layer-major SNN with config, encode(), body "
+                f"and readout; {type(model).__name__} lacks {', '.join(missing)}"
+            )
         super().__init__()
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
@@ -136,7 +151,7 @@ class InferenceNeurAllNet(nn.Module):
                 continue
             if record:
                 spikes[name] = x
-        return SNNRun(logits=x.mean(0), step_logits=x, spikes=spikes)
+        return SNNRun(logits=self.model.readout(x), step_logits=x, spikes=spikes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.run(images).logits

@@ -18,7 +18,8 @@ Design (and why)
   (sigmoid reference, folded at export) or ``none`` (ablation).
 * **Readout.** Global average pooling of the last spike maps, a linear layer, and the
   class scores are the mean over the ``T`` steps of that layer's output (a non-leaking
-  integrator read at the end). Because the readout is linear in the spike counts it
+  integrator read at the end: the :class:`~neurall_neuro.models.blocks.MeanOverTime`
+  module ``readout``, so hooks and exporters see it). Because the readout is linear in the spike counts it
   decodes rate codes without tuning a readout time constant, trains well with few steps,
   and maps to a non-spiking integrator population on chip.
 
@@ -34,23 +35,27 @@ Execution
 processes all ``T`` steps at once (time folded into the batch); only the LIF recurrence
 loops over time. :meth:`NeurAllNet.run_stepwise` is the classic Norse loop (every layer
 stepped once per timestep). Both use the same Norse step function.
+:meth:`NeurAllNet.to_inference` gives the fast inference-only path
+(:mod:`neurall_neuro.models.inference`).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from neurall_neuro.errors import ConfigError
+from neurall_neuro.models.blocks import MeanOverTime
 from neurall_neuro.models.config import check_choice, check_positive
-from neurall_neuro.models.neurons import LIFLayer
+from neurall_neuro.models.inference import InferenceNeurAllNet
+from neurall_neuro.models.neurons import DEFAULT_DT, LIFLayer
 from neurall_neuro.models.se_block import SE_MODES, SEBlock
+from neurall_neuro.models.spiking import SNNRun
 
-#: The project's one time-step convention (seconds per simulation step).
-DEFAULT_DT = 1e-4
+__all__ = ["DEFAULT_DT", "NeurAllNet", "NeurAllNetConfig", "SNNRun"]
 
 
 @dataclass(frozen=True)
@@ -110,20 +115,6 @@ class NeurAllNetConfig:
         return self.input_size // (self.stem_stride * 2 ** (len(self.channels) - 1))
 
 
-@dataclass
-class SNNRun:
-    """Result of running the SE-SNN on a batch.
-
-    ``logits``: ``[B, K]`` class scores (mean over time of ``step_logits``);
-    ``step_logits``: ``[T, B, K]``; ``spikes``: per spiking layer ``[T, B, ...]`` (only
-    when recorded).
-    """
-
-    logits: torch.Tensor
-    step_logits: torch.Tensor
-    spikes: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
 class NeurAllNet(nn.Module):
     """The SE-SNN (see the module docstring for the design)."""
 
@@ -167,6 +158,7 @@ class NeurAllNet(nn.Module):
         body["head_flatten"] = nn.Flatten()
         body["head_fc"] = nn.Linear(widths[-1], config.num_classes)
         self.body = nn.Sequential(body)
+        self.readout = MeanOverTime()  # class scores: the mean over T of head_fc's output
 
     def _lif(self, tau: float) -> LIFLayer:
         c = self.config
@@ -200,7 +192,7 @@ class NeurAllNet(nn.Module):
                     spikes[name] = x
             else:
                 x = module(x.flatten(0, 1)).unflatten(0, (steps, batch))
-        return SNNRun(logits=x.mean(0), step_logits=x, spikes=spikes)
+        return SNNRun(logits=self.readout(x), step_logits=x, spikes=spikes)
 
     def run_stepwise(
         self, images: torch.Tensor, timesteps: int | None = None, record: bool = False
@@ -223,7 +215,7 @@ class NeurAllNet(nn.Module):
             outputs.append(x)
         step_logits = torch.stack(outputs)
         spikes = {name: torch.stack(values) for name, values in recorded.items()}
-        return SNNRun(logits=step_logits.mean(0), step_logits=step_logits, spikes=spikes)
+        return SNNRun(logits=self.readout(step_logits), step_logits=step_logits, spikes=spikes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class scores ``[B, K]``."""
@@ -231,6 +223,4 @@ class NeurAllNet(nn.Module):
 
     def to_inference(self, channels_last: bool = False) -> nn.Module:
         """A fast, inference-only copy (see :mod:`neurall_neuro.models.inference`)."""
-        from neurall_neuro.models.inference import InferenceNeurAllNet
-
         return InferenceNeurAllNet(self, channels_last=channels_last)

@@ -11,7 +11,7 @@ Dynamics (forward Euler with step :math:`\Delta t`, Norse ``lif_box_feed_forward
 
 with :math:`v_\text{leak} = v_\text{reset} = 0` and :math:`v[-1] = 0`. This is exactly
 NIR's ``LIF`` node (``tau * dv/dt = (v_leak - v) + r * I`` with ``r = 1``) discretised
-with the project's one dt convention (``dt = 1e-4`` s per step, see
+with the project's one dt convention (``dt = 1e-4`` s per step, :data:`DEFAULT_DT`; see
 :mod:`neurall_neuro.models.neurallnet`), and a Loihi CUBA neuron with ``du = 4095``
 (no current memory) and ``dv = 4096 * dt / tau``. With ``tau = dt`` the neuron is
 memoryless: ``v[t] = I[t]`` (a threshold unit).
@@ -35,6 +35,9 @@ from torch import nn
 from neurall_neuro.errors import ConfigError
 from neurall_neuro.models.config import check_positive
 
+#: The project's one time-step convention (seconds per simulation step).
+DEFAULT_DT = 1e-4
+
 
 class LIFLayer(nn.Module):
     """A population of box-LIF neurons run over time.
@@ -47,7 +50,7 @@ class LIFLayer(nn.Module):
 
     stateful = True
 
-    def __init__(self, tau_mem: float, v_th: float = 1.0, dt: float = 1e-4):
+    def __init__(self, tau_mem: float, v_th: float = 1.0, dt: float = DEFAULT_DT):
         super().__init__()
         check_positive("tau_mem", tau_mem)
         check_positive("dt", dt)

@@ -5,7 +5,9 @@ Four residual stages of 32/64/128/256 filters. Each stage::
     x -> conv3x3 -> BN -> ReLU -> conv3x3 -> BN -> SE -> (+ shortcut) -> ReLU -> MaxPool2d(2)
 
 where the shortcut is the identity, or a 1x1 convolution + BN when the width changes, and
-SE is the standard sigmoid squeeze-and-excitation gate (reduction 16). Then global
+SE is the standard sigmoid squeeze-and-excitation gate (reduction 16). The join
+``+ shortcut`` is the parameterless module ``residual``
+(:class:`~neurall_neuro.models.blocks.ResidualAdd`), so hooks see it. Then global
 average pooling, dropout 0.5 and a linear classification head: multi-class softmax, or a
 single sigmoid logit when ``num_classes == 2``. The binary head is returned as the two
 logits ``[0, z]``, whose softmax equals ``[1 - sigmoid(z), sigmoid(z)]``, so training and
@@ -21,6 +23,7 @@ import torch
 from torch import nn
 
 from neurall_neuro.errors import ConfigError
+from neurall_neuro.models.blocks import ResidualAdd
 from neurall_neuro.models.se_block import SEBlock
 
 
@@ -72,11 +75,14 @@ class ResidualSEStage(nn.Module):
             self.shortcut = nn.Identity()
         self.relu2 = nn.ReLU()
         self.pool = nn.MaxPool2d(2)
+        # Registered last (no parameters, so no state_dict key): module listings keep the
+        # layers above in their historical order.
+        self.residual = ResidualAdd()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
         y = self.se(y.unsqueeze(0)).squeeze(0)  # SEBlock works on [T, B, ...]; here T = 1
-        return self.pool(self.relu2(y + self.shortcut(x)))
+        return self.pool(self.relu2(self.residual(y, self.shortcut(x))))
 
 
 class SECNN(nn.Module):

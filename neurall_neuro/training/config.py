@@ -48,7 +48,11 @@ class TrainConfig:
         ``scheduler`` ``plateau`` (ReduceLROnPlateau, ``lr_factor``, ``lr_patience``),
         ``cosine`` (to 0 over ``epochs``) or ``none``; ``class_balance`` weights the
         loss by inverse class frequency; ``augment`` enables training augmentation;
-        ``amp`` mixed precision (``None``: on for CUDA, never on CPU).
+        ``amp`` mixed precision (``None``: on for CUDA, never on CPU);
+        ``bn_recal_images``: before every validation, BatchNorm running statistics are
+        recomputed from this many training images (fixed random subset, no
+        augmentation; 0 keeps torch's moving averages; see
+        :mod:`neurall_neuro.training.precise_bn`).
     Execution:
         ``device`` (``auto``/``cpu``/``cuda``), ``seed``, ``deterministic``,
         ``num_workers`` (data loader processes; 0 = in the training process),
@@ -78,6 +82,7 @@ class TrainConfig:
     class_balance: bool = True
     augment: bool = True
     amp: bool | None = None
+    bn_recal_images: int = 256
     device: str = "auto"
     seed: int = 0
     deterministic: bool = True
@@ -100,7 +105,9 @@ class TrainConfig:
         """Raise :class:`ConfigError` naming the first invalid field and the valid range."""
         for name in ("epochs", "batch_size"):
             _check_int(name, getattr(self, name), minimum=1)
-        for name in ("lr_patience", "patience", "num_workers", "bootstrap", "seed"):
+        for name in (
+            "lr_patience", "patience", "num_workers", "bootstrap", "seed", "bn_recal_images",
+        ):  # fmt: skip
             _check_int(name, getattr(self, name), minimum=0)
         if self.size is not None:
             _check_int("size", self.size, minimum=8)

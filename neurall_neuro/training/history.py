@@ -6,6 +6,8 @@ import csv
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from neurall_neuro.atomic import atomic_open
+
 
 @dataclass(frozen=True)
 class EpochRecord:
@@ -28,10 +30,9 @@ COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(EpochRecord))
 
 
 def write_history(path: str | Path, records: list[EpochRecord]) -> Path:
-    """(Re)write the whole CSV atomically enough for a log: header plus one row per epoch."""
+    """(Re)write the whole CSV atomically: header plus one row per epoch."""
     path = Path(path)
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         for rec in records:
@@ -39,7 +40,6 @@ def write_history(path: str | Path, records: list[EpochRecord]) -> Path:
             writer.writerow(
                 {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
             )
-    tmp.replace(path)
     return path
 
 

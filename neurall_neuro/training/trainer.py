@@ -5,7 +5,9 @@ A run directory holds::
     config.yaml        resolved configuration (a recipe file: reusable with --config)
     split.json         the train/val/test split
     metrics.csv        per epoch: train loss/acc, val loss/acc, lr, time
-    best.pt            weights of the epoch with the lowest validation loss
+    best.pt            weights of the epoch with the lowest validation loss (+ hashes of
+                       the training and validation images, see
+                       neurall_neuro.evaluation.training_images)
     last.pt            weights after the last epoch + optimizer, scheduler, early-stopping,
                        AMP-scaler and RNG state (``--resume`` continues from it)
     curves.png         loss / accuracy / learning-rate curves
@@ -54,6 +56,11 @@ from neurall_neuro.training.distributed import (
 from neurall_neuro.training.early_stopping import EarlyStopping
 from neurall_neuro.training.history import EpochRecord, read_history, write_history
 from neurall_neuro.training.loop import EpochStats, run_epoch
+from neurall_neuro.training.precise_bn import (
+    batchnorm_layers,
+    recalibrate_batchnorm,
+    recalibration_loader,
+)
 from neurall_neuro.training.progress_bar import EpochProgress
 from neurall_neuro.training.seeding import (
     configure_determinism,
@@ -221,6 +228,20 @@ def _metadata(
     return meta
 
 
+def _image_hashes(data: TrainingData, log: Callable[[str], None], progress: bool) -> dict[str, Any]:
+    """The checkpoint entry remembering the run's training and validation images by hash
+    (exact and perceptual codes, 24 bytes per image; no image content)."""
+    from neurall_neuro.evaluation.training_images import TrainingImageHashes
+
+    parts = {name: data.parts[name] for name in ("train", "val")}
+    hashes = TrainingImageHashes.from_cohorts(parts, progress=progress)
+    counts = hashes.counts()
+    log(
+        f"hashed {counts['train']} training and {counts['val']} validation images for the checkpoints"
+    )
+    return hashes.to_payload()
+
+
 def _write_config(
     config: TrainConfig,
     model: nn.Module,
@@ -286,13 +307,14 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainResult:
     # surface here, before anything is written.
     from neurall_neuro.data.layouts import load_cohort
 
-    cohort = load_cohort(config.data, config.layout)
+    cohort = load_cohort(config.data, config.layout, bad_images="skip")
     model, preprocessing = build_model(config, len(cohort.class_names))
     barrier(ctx)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     data = prepare_data(config, preprocessing, ctx, log, cohort=cohort)
     class_names = list(cohort.class_names)
+    image_hashes = _image_hashes(data, log, config.log) if ctx.is_main else None
     weights = class_weights(data.train_set.labels, class_names) if config.class_balance else None
 
     model.to(ctx.device)
@@ -373,6 +395,13 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainResult:
         pin_memory=pin,
     )
 
+    recal_loader = None
+    if config.bn_recal_images and batchnorm_layers(unwrapped):
+        recal_loader = recalibration_loader(
+            data.train_set, config.bn_recal_images, config.batch_size, ctx,
+            seed=derive_seed(config.seed, 0, 0xB4), num_workers=config.num_workers,
+        )  # fmt: skip
+
     train_seconds, train_images = elapsed_before, 0
     run_start = time.monotonic()
     if stopped:
@@ -391,6 +420,8 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainResult:
         ) as bar:
             train_stats = run_epoch(model, train_loader, ctx, weights, optimizer, scaler, amp, bar)
         t_train = time.monotonic() - t0
+        if recal_loader is not None:  # population BN statistics of this epoch's weights
+            recalibrate_batchnorm(model, recal_loader, ctx, amp)
         with EpochProgress(
             f"{label} val", len(val_loader), enabled=config.log and ctx.is_main
         ) as bar:
@@ -425,8 +456,9 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainResult:
             meta = _metadata(config, data, epoch, val_stats, ctx)
             if improved:
                 save_checkpoint(
-                    run_dir / BEST, unwrapped, class_names, preprocessing.to_dict(), meta
-                )
+                    run_dir / BEST, unwrapped, class_names, preprocessing.to_dict(), meta,
+                    image_hashes=image_hashes,
+                )  # fmt: skip
             training_state = {
                 "epoch": epoch,
                 "optimizer": optimizer.state_dict(),
@@ -439,7 +471,7 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainResult:
             }
             save_checkpoint(
                 run_dir / LAST, unwrapped, class_names, preprocessing.to_dict(), meta,
-                extra={"training_state": training_state},
+                extra={"training_state": training_state}, image_hashes=image_hashes,
             )  # fmt: skip
         log(
             f"{label}  train loss {train_stats.loss:.4f} acc {train_stats.accuracy:.3f} | "

@@ -91,7 +91,7 @@ def norse_membranes(layer: LIFLayer, currents: torch.Tensor) -> torch.Tensor:
 
 def test_spiking_graph_structure_names_and_conventions():
     model = make_model("spiking")
-    graph = to_nir(model, class_names=["Benign", "Early", "Pre", "Pro"])
+    graph = to_nir(model, class_names=["Benign", "Early", "Pre", "Pro"], se_broadcast="grouped")
     names = list(graph.nodes)
     for expected in (
         "input",
@@ -204,7 +204,7 @@ def test_batchnorm_without_a_conv_becomes_a_per_channel_conv():
         bn.weight.normal_()
     model = nn.Sequential(nn.AvgPool2d(2), bn).eval()
     x = torch.randn(3, 2, 6, 6)
-    graph = to_nir(model, example_input=x)
+    graph = to_nir(model, example_input=x, se_broadcast="grouped")
     assert graph.nodes["1"].groups == 2
     out = load_nir(graph).run(x, timesteps=1).output[0]
     torch.testing.assert_close(out, model(x), rtol=1e-5, atol=1e-5)
@@ -375,6 +375,75 @@ def test_unmapped_module_inside_the_snn_names_its_path():
         UnsupportedModuleError,
         match=r"Hardtanh at 'body\.se3\.fc1\.1'.*Supported modules: .*Conv2d",
     ):
+        to_nir(model)
+
+
+def test_error_fields_format_the_message_and_survive_pickling():
+    import pickle
+
+    error = UnsupportedModuleError("ReLU", "", ["Conv2d", "Affine"], "no ReLU in NIR")
+    assert (error.module_class, error.path, error.supported) == (
+        "ReLU",
+        "<model root>",
+        ["Affine", "Conv2d"],
+    )
+    assert str(error) == (
+        "cannot export to NIR: ReLU at '<model root>' has no NIR mapping (no ReLU in NIR). "
+        "Supported modules: Affine, Conv2d"
+    )
+    back = pickle.loads(pickle.dumps(error))
+    assert (str(back), back.path, back.supported) == (str(error), error.path, error.supported)
+
+
+def test_unsupported_option_names_module_path_and_option():
+    with pytest.raises(
+        UnsupportedModuleError, match=r"AvgPool2d at '0'.*\(ceil_mode=True\)"
+    ) as info:
+        to_nir(
+            nn.Sequential(nn.AvgPool2d(2, ceil_mode=True)), example_input=torch.zeros(1, 2, 4, 4)
+        )
+    assert (info.value.module_class, info.value.path) == ("AvgPool2d", "0")
+
+
+def test_whole_model_exporters_are_found_by_class_and_mro():
+    from conversion.model_exporters import (
+        MODEL_EXPORTERS,
+        ExportRequest,
+        find_model_exporter,
+        register_model_exporter,
+    )
+    from conversion.nir_mappings import class_key
+
+    snn = make_model("none")
+    assert find_model_exporter(snn) is not None
+    subclass = type("MySNN", (type(snn),), {})
+    mine = copy.deepcopy(snn)
+    mine.__class__ = subclass  # a subclass exports like its registered base
+    assert find_model_exporter(mine) is find_model_exporter(snn)
+
+    class Doubler(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 2 * x
+
+    seen: list[ExportRequest] = []
+
+    @register_model_exporter(Doubler)
+    def export_doubler(model: nn.Module, request: ExportRequest) -> nir.NIRGraph:
+        seen.append(request)
+        return to_nir(nn.Sequential(nn.Flatten()), example_input=request.example_input)
+
+    try:
+        graph = to_nir(Doubler(), example_input=torch.zeros(1, 2, 3), class_names=["a"])
+        assert list(graph.nodes) == ["input", "0", "output"]
+        assert seen[0].class_names == ["a"] and seen[0].input_shape() == (2, 3)
+    finally:
+        MODEL_EXPORTERS._items.pop(class_key(Doubler))
+
+
+def test_a_readout_the_graph_cannot_state_is_refused():
+    model = make_model("none")
+    model.readout = nn.Identity()
+    with pytest.raises(UnsupportedModuleError, match=r"Identity at 'readout'.*MeanOverTime"):
         to_nir(model)
 
 

@@ -32,10 +32,10 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from conversion.nir_export import export_nir, to_nir
 from conversion.nir_runtime import load_nir
@@ -48,27 +48,15 @@ _spec = importlib.util.spec_from_file_location(
 _helpers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_helpers)
 make_model, images = _helpers.make_model, _helpers.images
+_zoo_spec = importlib.util.spec_from_file_location(
+    "zoo_models", Path(__file__).parents[1] / "zoo_models.py"
+)
+zoo_models = sys.modules.setdefault("zoo_models", importlib.util.module_from_spec(_zoo_spec))
+if not hasattr(zoo_models, "ZOO"):  # loaded once per process (shared with tests/zoo)
+    _zoo_spec.loader.exec_module(zoo_models)
+snntorch_scores = zoo_models.snntorch_scores
 
 N_IMAGES = 32
-
-
-def snntorch_scores(graph_or_path, x: torch.Tensor, steps: int) -> torch.Tensor:
-    """Class scores (mean over time of the output) from snnTorch's importer, per image."""
-    import nir
-    from snntorch.import_nir import import_from_nir
-
-    graph = nir.read(graph_or_path) if isinstance(graph_or_path, Path) else graph_or_path
-    with contextlib.redirect_stdout(io.StringIO()):  # the importer prints every parameter
-        net = import_from_nir(graph)
-    scores = []
-    with torch.no_grad():
-        for image in x:
-            for module in net.modules():
-                if hasattr(module, "reset_mem"):
-                    module.reset_mem()
-            outputs = [net(image.unsqueeze(0))[0] for _ in range(steps)]  # batch 1: see Flatten
-            scores.append(torch.stack(outputs).mean(0).reshape(-1))
-    return torch.stack(scores)
 
 
 @pytest.mark.parametrize("se_mode", ["none", "analog", "spiking"])
@@ -99,6 +87,6 @@ def test_snntorch_cannot_build_grouped_convolutions():
     """Why the spiking export for snnTorch uses ``se_broadcast="dense"``."""
     from snntorch.import_nir import import_from_nir
 
-    graph = to_nir(make_model("spiking"))  # default: grouped broadcast
+    graph = to_nir(make_model("spiking"), se_broadcast="grouped")  # the compact form
     with contextlib.redirect_stdout(io.StringIO()), pytest.raises(ValueError, match="groups"):
         import_from_nir(graph)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,14 +63,29 @@ SH_FILES = [p for p in DOC_FILES if _commands(p)]
 
 def _registries() -> list:
     """The library's global registries (examples may register models, layouts, ...)."""
+    from conversion.model_exporters import MODEL_EXPORTERS, find_model_exporter
     from conversion.nir_mappings import MODULE_MAPPINGS
+    from energy.counting_rules import MODULE_RULES, ROLES
+    from energy.torch_counter import OpCounter
     from hw_targets.registry import TARGETS, list_targets
     from neurall_neuro.data.layouts import LAYOUTS
     from neurall_neuro.data.preprocess import ROBUSTNESS_TRANSFORMS
     from neurall_neuro.models.registry import MODELS
 
-    list_targets()  # import the built-in targets first, so that restoring keeps them
-    return [MODELS, LAYOUTS, ROBUSTNESS_TRANSFORMS, MODULE_MAPPINGS, TARGETS]
+    # Import the built-ins first, so that restoring keeps them.
+    list_targets()
+    find_model_exporter(nn.Identity())
+    OpCounter(nn.Identity())
+    return [
+        MODELS,
+        LAYOUTS,
+        ROBUSTNESS_TRANSFORMS,
+        MODULE_MAPPINGS,
+        TARGETS,
+        MODEL_EXPORTERS,
+        MODULE_RULES,
+        ROLES,
+    ]
 
 
 @pytest.fixture

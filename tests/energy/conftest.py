@@ -114,3 +114,100 @@ def tiny_cnn() -> nn.Module:
 @pytest.fixture
 def images() -> torch.Tensor:
     return torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+
+
+# -- researcher-style Norse models (stepped with count_model(..., timesteps=T)) ----------
+
+
+def _scaled(model: nn.Module, factor: float) -> nn.Module:
+    """Scale every conv/linear weight (and Norse input/recurrent weights) so the model spikes."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                module.weight.mul_(factor)
+            for name in ("input_weights", "recurrent_weights"):
+                weight = getattr(module, name, None)
+                if isinstance(weight, torch.Tensor):
+                    weight.mul_(factor)
+    return model.eval()
+
+
+class NorseResidualBlock(nn.Module):
+    """conv -> LIFBoxCell -> conv, plus the block's input (a functional ``+``) -> LIFBoxCell."""
+
+    def __init__(self, channels: int) -> None:
+        import norse.torch as snn
+
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.lif1 = snn.LIFBoxCell()
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.lif2 = snn.LIFBoxCell()
+
+    def forward(self, x: torch.Tensor, state: tuple | None = None) -> tuple[torch.Tensor, tuple]:
+        s1, s2 = state if state is not None else (None, None)
+        z, s1 = self.lif1(self.conv1(x), s1)
+        z, s2 = self.lif2(self.conv2(z) + x, s2)
+        return z, (s1, s2)
+
+
+def norse_models() -> dict[str, nn.Module]:
+    """The models of issue 15 (Norse 1.1.0), small and scaled up so that they spike.
+
+    Inputs: ``conv`` and ``box`` take ``[B, 1, 8, 8]`` images (static) or ``[T, B, 1, 8,
+    8]`` events; ``residual`` takes ``[B, 2, 6, 6]`` spikes; ``recurrent`` ``[T, B, 12]``.
+    """
+    import norse.torch as snn
+
+    torch.manual_seed(5)
+    return {
+        "conv": _scaled(
+            snn.SequentialState(
+                nn.Conv2d(1, 4, 3),
+                snn.LIFCell(),
+                nn.AvgPool2d(2),
+                nn.Conv2d(4, 6, 2),
+                snn.LIFCell(),
+                nn.Flatten(),
+                nn.Linear(6 * 2 * 2, 3),
+                snn.LICell(),
+            ),
+            12.0,
+        ),
+        "box": _scaled(
+            snn.SequentialState(
+                nn.Conv2d(1, 4, 3, padding=1),
+                snn.LIFBoxCell(),
+                nn.AvgPool2d(2),
+                nn.Flatten(),
+                nn.Linear(4 * 4 * 4, 5),
+                snn.LIFBoxCell(),
+            ),
+            20.0,
+        ),
+        "residual": _scaled(snn.SequentialState(NorseResidualBlock(2)), 40.0),
+        "recurrent": _scaled(
+            snn.SequentialState(snn.LIFRecurrentCell(12, 24), nn.Linear(24, 3), snn.LICell()),
+            6.0,
+        ),
+    }
+
+
+def norse_inputs(name: str, timesteps: int, batch: int = 3) -> tuple[torch.Tensor, str]:
+    """``(inputs, input_mode)`` for a model of :func:`norse_models`."""
+    generator = torch.Generator().manual_seed(7)
+    if name == "conv":
+        return torch.rand(batch, 1, 8, 8, generator=generator), "static"
+    if name == "box":
+        return (
+            torch.rand(timesteps, batch, 1, 8, 8, generator=generator) < 0.4
+        ).float(), "sequence"
+    if name == "residual":
+        return (torch.rand(batch, 2, 6, 6, generator=generator) < 0.5).float(), "static"
+    return (torch.rand(timesteps, batch, 12, generator=generator) < 0.3).float(), "sequence"
+
+
+@pytest.fixture
+def norse() -> SimpleNamespace:
+    """Builders of the researcher-style Norse models and their inputs."""
+    return SimpleNamespace(models=norse_models, inputs=norse_inputs)

@@ -108,3 +108,56 @@ def test_report_needs_a_model_and_images(tiny_snn) -> None:
         energy_report(tiny_snn)
     with pytest.raises(ConfigError, match="unknown format"):
         render(None, "xml")  # type: ignore[arg-type]
+
+
+def test_api_refuses_a_cnn_as_snn_and_an_snn_as_cnn(tiny_snn, tiny_cnn, images) -> None:
+    from energy.sources import TorchModel
+    from neurall_neuro.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'se-cnn' is a non-spiking model.*--cnn.*cnn="):
+        energy_report(tiny_cnn, None, images)
+    with pytest.raises(ConfigError, match=r"'neurallnet' is a spiking model.*--snn.*snn="):
+        energy_report(None, tiny_snn, images)
+    with pytest.raises(ConfigError, match=r"^b\.pt: 'se-cnn' is a non-spiking model"):
+        energy_report(TorchModel(tiny_cnn, label="b.pt", name="se-cnn"), tiny_snn, images)
+
+
+def test_energy_report_counts_a_nir_graph_like_the_model(tiny_snn, images) -> None:
+    from conversion.nir_export import to_nir
+
+    graph = to_nir(tiny_snn, example_input=images[:1])
+    from_graph = energy_report(graph, None, images, target="torch", profiles="loihi")
+    from_model = energy_report(tiny_snn, None, images, profiles="loihi")
+    assert from_graph.snn.totals["synops"] == from_model.snn.totals["synops"]
+    assert from_graph.snn.totals["neuron_updates"] == from_model.snn.totals["neuron_updates"]
+    assert any("spike counts from" in note for note in from_graph.notes)
+
+
+def test_table_rendering_is_never_truncated(report: EnergyReport) -> None:
+    table = render(report, "table")
+    assert "…" not in table and "\x1b[" not in table
+    assert "body.conv2 (+body.pool2)" in table and "of which host" in table
+
+
+def test_plot_is_single_column_and_renders(report: EnergyReport, tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from energy.plot import DPI, WIDTH_IN
+
+    with Image.open(plot_report(report, tmp_path / "energy.png")) as image:
+        width, height = image.size
+        pixels = np.asarray(image.convert("L"))
+    assert width == round(WIDTH_IN * DPI) == 1050  # 3.5 in at 300 dpi
+    assert 600 <= height <= 1800  # at most 6 in tall
+    assert (pixels < 128).mean() > 0.01  # bars and text were drawn
+
+
+def test_stage_grouping() -> None:
+    from energy.plot import stage_of
+
+    assert stage_of("features.stage3.se.fc1") == "stage 3"
+    assert stage_of("body.conv2") == stage_of("body.lif2") == "stage 2"
+    assert stage_of("body.se4.fc1") == "stage 4"
+    assert stage_of("stem.conv") == "stem"
+    assert stage_of("body.head_fc") == stage_of("readout") == stage_of("fc") == "head"

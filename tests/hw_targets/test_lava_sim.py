@@ -14,8 +14,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conversion.loihi_network import LoihiNetwork, NeuronGroup, Synapse, conv_output_shape
-from conversion.netx import _as_ir_weights, _lava_dense_effective
+from hw_targets.loihi.network import LoihiNetwork, NeuronGroup, Synapse, conv_output_shape
+from hw_targets.loihi.netx import _as_ir_weights, _lava_dense_effective
 from hw_targets.registry import get_target
 
 pytestmark = [
@@ -151,7 +151,7 @@ def test_more_than_127_channel_groups_bit_exact(se_graph, same_traces):
 
 
 def test_ungrouped_conv_weight_matches_torch_grouped_conv():
-    from hw_targets.lava_build import ungroup_conv_weight
+    from hw_targets.loihi.lava import ungroup_conv_weight
 
     rng = np.random.default_rng(0)
     for groups, c_in, c_out in [(2, 4, 6), (3, 3, 3), (5, 10, 5)]:
@@ -286,3 +286,86 @@ def test_a_failure_inside_lava_is_reported_and_cleaned_up(chain_graph, monkeypat
     with pytest.raises(TargetError, match="conv exploded"):
         dep.run(images)
     assert len(_lava_children()) == before
+
+
+def _wait_for_no_children(before: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(_lava_children()) > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(_lava_children()) == before
+
+
+def test_sigint_is_ignored_by_lava_processes_and_stops_the_run(chain_graph, monkeypatch, capfd):
+    """Ctrl-C reaches every process of the group: Lava's children ignore it (no
+    tracebacks), the parent stops them and raises LavaInterrupted (a KeyboardInterrupt)."""
+    import signal
+
+    import lava.magma.core.run_conditions as rc
+    from lava.magma.core.run_conditions import RunSteps
+
+    from hw_targets.loihi.lava_runtime import LavaInterrupted
+
+    images = np.random.default_rng(0).uniform(0, 1, (2, 2, 6, 6))
+    dep = get_target("lava-sim").compile(
+        chain_graph(), timesteps=3, quantization={"calibration": images}
+    )
+    calls = {"n": 0, "alive": None}
+
+    class InterruptedSteps(RunSteps):
+        def __init__(self, num_steps: int, blocking: bool = True):
+            calls["n"] += 1
+            if calls["n"] == 4:  # sample 2, after its first chunk: Lava's processes run
+                children = _lava_children()
+                for child in children:
+                    os.kill(child.pid, signal.SIGINT)
+                time.sleep(0.5)
+                calls["alive"] = [child.is_alive() for child in children]
+                os.kill(os.getpid(), signal.SIGINT)  # KeyboardInterrupt in this thread
+            super().__init__(num_steps=num_steps, blocking=blocking)
+
+    monkeypatch.setattr(rc, "RunSteps", InterruptedSteps)
+    before = len(_lava_children())
+    capfd.readouterr()
+    with pytest.raises(LavaInterrupted, match="^lava-sim stopped after 1 of 2 samples$"):
+        dep.run(images)
+    assert calls["alive"] and all(calls["alive"]), calls  # the children ignored SIGINT
+    _wait_for_no_children(before)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+def test_sigint_while_lava_starts_its_processes_is_deferred(chain_graph, monkeypatch, capfd):
+    """SIGINT while Lava forks and starts its processes is held until the runtime is
+    complete (an interrupt inside Lava's start-up would leave it waiting for children
+    that never report), then stops the run cleanly."""
+    import signal
+
+    from lava.magma.runtime.runtime import Runtime
+
+    from hw_targets.loihi.lava_runtime import LavaInterrupted
+
+    images = np.random.default_rng(0).uniform(0, 1, (1, 2, 6, 6))
+    dep = get_target("lava-sim").compile(
+        chain_graph(), timesteps=3, quantization={"calibration": images}
+    )
+    build, start_ports = Runtime._build_processes, Runtime._start_ports
+    started = []
+
+    def build_then_interrupt(self):
+        build(self)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # the handler runs here: only remembered
+
+    def record_start(self):
+        started.append(True)
+        start_ports(self)
+
+    monkeypatch.setattr(Runtime, "_build_processes", build_then_interrupt)
+    monkeypatch.setattr(Runtime, "_start_ports", record_start)
+    before = len(_lava_children())
+    capfd.readouterr()
+    with pytest.raises(LavaInterrupted, match="stopped after 0 of 1 samples"):
+        dep.run(images)
+    assert started == [True]  # Lava finished starting before the interrupt was raised
+    _wait_for_no_children(before)
+    assert "Traceback" not in capfd.readouterr().err

@@ -12,11 +12,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conversion.loihi_network import LoihiNetwork, NeuronGroup, Synapse
-from conversion.loihi_quantize import quantize_graph
-from conversion.netx import _as_ir_weights, _lava_dense_effective, read_netx
-from hw_targets.loihi_emu import LoihiEmulator
-from hw_targets.loihi_fixed_point import lif_step
+from hw_targets.loihi.emulator import LoihiEmulator
+from hw_targets.loihi.fixed_point import lif_step
+from hw_targets.loihi.network import LoihiNetwork, NeuronGroup, Synapse
+from hw_targets.loihi.netx import _as_ir_weights, _lava_dense_effective, read_netx
+from hw_targets.loihi.quantize import quantize_graph
 from hw_targets.registry import get_target
 
 HAVE_LAVA = importlib.util.find_spec("lava") is not None

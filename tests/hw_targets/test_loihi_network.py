@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conversion.loihi_network import HostEncoder, LoihiNetwork, NeuronGroup, Synapse
+from hw_targets.loihi.network import HostEncoder, LoihiNetwork, NeuronGroup, Synapse
 from neurall_neuro.errors import ConversionError, QuantizationError
 
 

@@ -6,9 +6,9 @@ import nir
 import numpy as np
 import pytest
 
-from conversion.loihi_quantize import quantize_graph
-from conversion.netx import write_netx
 from hw_targets.base import Target
+from hw_targets.loihi.netx import write_netx
+from hw_targets.loihi.quantize import quantize_graph
 from hw_targets.registry import TARGETS, get_target, list_targets, register_target
 from neurall_neuro.errors import ConfigError, DuplicateNameError, TargetError, UnknownNameError
 
@@ -109,3 +109,75 @@ def test_graph_inputs_nir_file_netx_file_and_network(tmp_path, chain_graph):
     biases = net.encoder.encode(images)
     by_bias = target.compile(net, timesteps=5, input_mode="bias").run(biases)
     np.testing.assert_array_equal(by_bias.scores, res.scores)
+
+
+@pytest.fixture
+def count_quantize(monkeypatch):
+    """Count calls of quantize_graph (the Loihi targets look it up when they quantise)."""
+    import hw_targets.loihi.quantize as quantize
+
+    calls: list[dict] = []
+    real = quantize.quantize_graph
+
+    def counting(graph, **options):
+        calls.append(options)
+        return real(graph, **options)
+
+    monkeypatch.setattr(quantize, "quantize_graph", counting)
+    return calls
+
+
+def test_check_validates_without_quantising(se_graph, count_quantize, tmp_path):
+    graph = se_graph()
+    assert get_target("loihi-emu").check(graph) == []
+    assert get_target("lava-sim").check(graph) == []
+    nir_path = tmp_path / "se.nir"
+    nir.write(nir_path, graph)
+    assert get_target("loihi-emu").check(nir_path) == []
+    assert count_quantize == []
+    # structural problems found without quantising: a pool that is not folded into a layer
+    bad = se_graph()
+    bad.edges = [e for e in bad.edges if e != ("pool2", "conv2")] + [("pool2", "lif2")]
+    bad.edges = [e for e in bad.edges if e != ("conv2", "lif2")]
+    del bad.nodes["conv2"]
+    (problem,) = get_target("loihi-emu").check(bad)
+    assert "pool must be followed by a Conv2d" in problem and count_quantize == []
+
+
+def test_lowered_graphs_quantise_once_per_options(se_graph, count_quantize):
+    from hw_targets.loihi.network import LoihiNetwork
+    from hw_targets.parity import LoweredGraphs
+
+    graph = se_graph()
+    images = np.random.default_rng(0).uniform(0, 1, (2, 3, 8, 8))
+    emu, lava = get_target("loihi-emu"), get_target("lava-sim")
+    lowered = LoweredGraphs(graph)
+    first = lowered.get(emu, {"timesteps": 6, "device": "cpu"})
+    assert isinstance(first, LoihiNetwork) and len(count_quantize) == 1
+    assert lowered.get(lava, {"timesteps": 6, "precision": "float"}) is first
+    calibrated = lowered.get(emu, {"timesteps": 6, "quantization": {"calibration": images}})
+    same = lowered.get(lava, {"timesteps": 6, "quantization": {"calibration": images.copy()}})
+    assert calibrated is same and calibrated is not first and len(count_quantize) == 2
+    assert lowered.get(get_target("torch"), {"timesteps": 6}) is graph
+    # compiling the lowered network equals compiling the graph
+    direct = emu.compile(graph, timesteps=6, quantization={"calibration": images}).run(images)
+    shared = emu.compile(same, timesteps=6, quantization={"calibration": images}).run(images)
+    np.testing.assert_array_equal(direct.scores, shared.scores)
+    np.testing.assert_array_equal(direct.output_spikes, shared.output_spikes)
+
+
+def test_parity_report_quantises_the_graph_once(count_quantize):
+    import torch
+
+    from conversion.nir_export import to_nir
+    from hw_targets.parity import parity_report
+    from neurall_neuro.models.registry import get_model
+
+    torch.manual_seed(0)
+    snn = get_model("neurallnet", input_size=16, channels=[4, 8, 8, 8], timesteps=2).eval()
+    images = torch.rand(2, 3, 16, 16)
+    report = parity_report(
+        snn, to_nir(snn), images, torch.tensor([0, 1]), ["torch", "loihi-emu"], timesteps=2
+    )
+    assert [t.status for t in report.targets] == ["ok", "ok"]
+    assert len(count_quantize) == 1  # check() does not quantise; compile() does, once

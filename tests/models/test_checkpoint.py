@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from neurall_neuro.errors import CheckpointError
-from neurall_neuro.models.checkpoint import load_checkpoint, read_checkpoint_dict, save_checkpoint
+from neurall_neuro.models.checkpoint import (
+    load_checkpoint,
+    read_checkpoint_dict,
+    save_checkpoint,
+    write_checkpoint_dict,
+)
 from neurall_neuro.models.registry import get_model
 
 
@@ -59,3 +64,29 @@ def test_bad_checkpoints_raise_clear_errors(tmp_path):
     torch.save(payload, tmp_path / "partial.pt")
     with pytest.raises(CheckpointError, match="lacks required field"):
         load_checkpoint(tmp_path / "partial.pt")
+
+
+def test_image_hashes_entry_round_trips_and_weights_stay_put(tmp_path):
+    """The optional ``image_hashes`` entry survives weights_only loading; adding it to an
+    existing checkpoint leaves the state dict bit-identical."""
+    from neurall_neuro.evaluation.training_images import (
+        RememberedPart,
+        TrainingImageHashes,
+        add_image_hashes,
+    )
+
+    model = get_model("se-cnn", input_size=16, channels=[4, 8, 8, 8])
+    path = save_checkpoint(tmp_path / "m.pt", model, ["a", "b", "c", "d"], {"size": 16})
+    assert load_checkpoint(path).image_hashes is None
+    before = read_checkpoint_dict(path)["state_dict"]
+    part = RememberedPart(
+        3, torch.tensor([1, -2, 3]).numpy(), torch.arange(32, dtype=torch.uint8).view(2, 16).numpy()
+    )
+    add_image_hashes(path, TrainingImageHashes({"train": part}), {"split_file": "s.json"})
+    raw = torch.load(path, weights_only=True)
+    assert raw["image_hashes"]["parts"]["train"]["n_images"] == 3
+    assert raw["metadata"] == {"split_file": "s.json"}
+    assert all(torch.equal(raw["state_dict"][k], v) for k, v in before.items())
+    assert load_checkpoint(path).image_hashes["format"] == "neurall-image-hashes"
+    with pytest.raises(CheckpointError, match="refusing to write"):
+        write_checkpoint_dict(tmp_path / "x.pt", {"state_dict": {}})

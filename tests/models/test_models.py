@@ -157,3 +157,42 @@ def _make_it_fire(model: torch.nn.Module) -> None:
                 module.weight.mul_(6.0)
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.bias.fill_(0.6)
+
+
+def test_functional_joins_are_parameterless_modules_hooks_see() -> None:
+    """The residual add and the readout are modules (hooks see them) that add no state."""
+    from neurall_neuro.models.blocks import MeanOverTime, ResidualAdd
+
+    seen: list[str] = []
+    for name, spec in (("neurallnet", TINY_SNN), ("se-cnn", dict(input_size=16, channels=[4, 8]))):
+        model = get_model(name, **spec).eval()
+        for path, module in model.named_modules():
+            if isinstance(module, ResidualAdd | MeanOverTime):
+                assert not list(module.state_dict())
+                module.register_forward_hook(lambda m, i, o, path=path: seen.append(path))
+        assert not any(k.endswith(("residual", "readout")) for k in model.state_dict())
+        with torch.no_grad():
+            model(torch.rand(2, 3, 16, 16))
+    assert seen == ["readout", "features.stage1.residual", "features.stage2.residual"]
+
+
+def test_inference_path_does_not_import_the_model() -> None:
+    """neurallnet -> inference -> spiking, never back (no import cycle, lazy or not)."""
+    import ast
+    from pathlib import Path
+
+    import neurall_neuro.models.inference as inference
+
+    tree = ast.parse(Path(inference.__file__).read_text(encoding="utf-8"))
+    imported = {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module is not None
+    } | {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    assert "neurall_neuro.models.neurallnet" not in imported
+    assert "neurall_neuro.models.spiking" in imported

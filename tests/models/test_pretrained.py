@@ -82,3 +82,41 @@ def test_pretrained_on_its_own_real_test_split(name: str) -> None:
     )  # fmt: skip
     assert result.n_images == card["test"]["n_images"]
     assert result.accuracy == pytest.approx(card["test"]["accuracy"], abs=1e-9)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_checkpoint_remembers_its_split_by_hash(name: str) -> None:
+    """The shipped checkpoints store hashes of their training and validation images
+    (sizes as in the split file), no image content."""
+    from neurall_neuro.evaluation.training_images import checkpoint_image_hashes
+
+    card = json.loads((PRETRAINED / f"{name}.json").read_text())
+    hashes = checkpoint_image_hashes(load_checkpoint(PRETRAINED / f"{name}.pt"))
+    assert hashes is not None
+    sizes = card["data"]["sizes"]
+    assert hashes.counts() == {"train": sizes["train"], "val": sizes["val"]}
+    assert (
+        load_checkpoint(PRETRAINED / f"{name}.pt").metadata["split_file"]
+        == card["data"]["split_file"]
+    )
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(ARIA is None, reason="shared data all-aria-dev not present")
+@pytest.mark.parametrize("name", NAMES)
+def test_pretrained_finds_its_training_images_in_the_dev_folder(name: str) -> None:
+    """Hashes alone (no split file) find the 1,823 training and 389 validation images among
+    the 2,604 development images; the rest is exactly the split's test part."""
+    from neurall_neuro.data.layouts import load_cohort
+    from neurall_neuro.data.splits import Split, record_key
+    from neurall_neuro.evaluation.training_images import check_training_images
+
+    cohort = load_cohort(ARIA)
+    found = check_training_images(
+        cohort, load_checkpoint(PRETRAINED / f"{name}.pt"), progress=False
+    )
+    assert found is not None and found.n_evaluated == 2604
+    assert (found.count("train", "exact"), found.count("val", "exact")) == (1823, 389)
+    assert found.count("train", "near") == found.count("val", "near") == 0
+    test = set(Split.load(PRETRAINED / "aria-dev.split.json").test)
+    assert {record_key(cohort, i) for i in found.held_out_indices()} == test

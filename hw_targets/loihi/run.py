@@ -1,138 +1,26 @@
-"""Shared by the ``loihi-emu`` and ``lava-sim`` targets: resolving a graph to a
-:class:`~conversion.loihi_network.LoihiNetwork`, preparing inputs, the raw per-step
-trace both simulators produce, and turning it into a :class:`~hw_targets.base.RunResult`.
+"""One run of a Loihi simulator, from inputs to a :class:`~hw_targets.base.RunResult`.
+
+Shared by ``loihi-emu`` and ``lava-sim``: :func:`prepare_inputs` turns images, bias
+mantissas or spike trains into the input group's drive; :func:`plan_run` decides how
+many hardware steps to simulate and where each group's window of ``T`` steps starts
+(Loihi delays every synapse layer by one step); a simulator returns a :class:`RawTrace`
+of all hardware steps; :func:`assemble_result` cuts the windows out of it and turns the
+readout voltage into scores (``v / 64 / scale / T``).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from conversion.loihi_network import LoihiNetwork
 from hw_targets.base import RunResult
-from neurall_neuro.errors import (
-    ConfigError,
-    ConversionError,
-    GraphFileError,
-    NeurallError,
-    TargetError,
-)
-
-Precision = Literal["fixed", "float"]
-InputMode = Literal["auto", "image", "bias", "spikes"]
-
-#: Options of the NIR -> LoihiNetwork quantisation that ``compile(..., quantization={...})``
-#: passes on (see :func:`conversion.loihi_quantize.quantize_graph`).
-QUANT_OPTION_HELP = "dict of options for conversion.loihi_quantize.quantize_graph (NIR graphs only)"
-
-
-@dataclass
-class ResolvedGraph:
-    """A graph argument turned into a LoihiNetwork (``netx_path`` set for netx files)."""
-
-    network: LoihiNetwork
-    source: Literal["network", "nir", "netx"]
-    netx_path: Path | None = None
-
-
-def file_kind(path: str | os.PathLike[str]) -> Literal["netx", "nir"]:
-    """``"netx"`` for an HDF5 file with a ``layer`` group, ``"nir"`` for one with ``node``."""
-    import h5py
-
-    p = Path(path)
-    if not p.is_file():
-        raise GraphFileError(f"graph file not found: {p}")
-    if not h5py.is_hdf5(p):
-        raise GraphFileError(f"{p} is not an HDF5 file (NIR graphs and netx networks are HDF5)")
-    try:
-        with h5py.File(p, "r") as f:
-            keys = set(f.keys())
-    except OSError as exc:
-        raise GraphFileError(f"cannot open {p}: {exc} (truncated or corrupt file?)") from exc
-    if "layer" in keys:
-        return "netx"
-    if "node" in keys:
-        return "nir"
-    raise GraphFileError(
-        f"{p} is HDF5 but neither a netx network (no 'layer' group) nor a NIR graph (no 'node' group)"
-    )
-
-
-def resolve_graph(
-    graph: Any, timesteps: int | None = None, quantization: Mapping[str, Any] | None = None
-) -> ResolvedGraph:
-    """LoihiNetwork for ``graph`` (LoihiNetwork, nir.NIRGraph, or a NIR / netx file path)."""
-    import nir
-
-    from conversion.loihi_quantize import quantize_graph
-
-    qopts = dict(quantization or {})
-    if timesteps is not None:
-        qopts.setdefault("timesteps", timesteps)
-    if isinstance(graph, LoihiNetwork):
-        return ResolvedGraph(graph, "network")
-    if isinstance(graph, nir.NIRGraph):
-        return ResolvedGraph(quantize_graph(graph, **qopts), "nir")
-    if isinstance(graph, (str, os.PathLike)):
-        kind = file_kind(graph)
-        if kind == "netx":
-            from conversion.netx import read_netx
-
-            return ResolvedGraph(read_netx(graph), "netx", Path(graph))
-        from conversion.nir_io import read_nir
-
-        return ResolvedGraph(quantize_graph(read_nir(graph), **qopts), "nir")
-    raise ConfigError(
-        "graph must be a nir.NIRGraph, a LoihiNetwork, or a path to a NIR or netx file; "
-        f"got {type(graph).__name__}"
-    )
-
-
-BIAS_SCHEDULES = ("network", "depth", "none")
-BIAS_SCHEDULE_HELP = (
-    "'network' (each group's bias_start_step), 'depth' (every bias starts at its group's synaptic "
-    "depth: what lava-dl's zero-delay training assumes) or 'none' (every bias from step 0)"
-)
-
-
-def apply_bias_schedule(network: LoihiNetwork, mode: str) -> LoihiNetwork:
-    """``network`` with its groups' ``bias_start_step`` set per ``mode`` (a copy unless 'network')."""
-    import dataclasses
-
-    if mode not in BIAS_SCHEDULES:
-        raise ConfigError(f"bias_schedule must be one of {', '.join(BIAS_SCHEDULES)}; got {mode!r}")
-    if mode == "network":
-        return network
-    depth = network.depths() if mode == "depth" else {g.name: 0 for g in network.groups}
-    groups = [dataclasses.replace(g, bias_start_step=depth[g.name]) for g in network.groups]
-    return dataclasses.replace(network, groups=groups)
-
-
-def check_graph_common(graph: Any) -> tuple[ResolvedGraph | None, list[str]]:
-    """Structural problems that stop any Loihi target (as messages), plus the resolved
-    network if there were none. For NIR graphs only the node checks run (no quantisation)."""
-    import nir
-
-    from conversion.loihi_quantize import check_graph
-
-    try:
-        if isinstance(graph, (str, os.PathLike)) and file_kind(graph) == "nir":
-            from conversion.nir_io import read_nir
-
-            graph = read_nir(graph)
-        if isinstance(graph, nir.NIRGraph):
-            problems = check_graph(graph)
-            if problems:
-                return None, problems
-        return resolve_graph(graph), []
-    except NeurallError as exc:
-        return None, [str(exc)]
-
+from hw_targets.loihi.network import LoihiNetwork
+from hw_targets.loihi.options import InputMode, Precision
+from hw_targets.loihi.spec import A_IN_UNIT, BIAS_MANT_RANGE, V_MAX
+from neurall_neuro.errors import ConfigError, ConversionError
 
 # ----------------------------------------------------------------------------- inputs
 
@@ -155,7 +43,12 @@ def prepare_inputs(
     ``image``: images ``[B, C, H, W]`` through the host encoder; ``bias``: bias
     mantissas ``[B, *shape]`` of the input group (integers); ``spikes``: spike trains
     ``[S, B, *shape]`` replacing the input group's own dynamics (zero-padded to the run
-    length). ``auto``: ``image`` if the network has an encoder, else ``bias``.
+    length); ``events``: the same for a network whose input group is the NIR graph's
+    Input node (event input, ``metadata["input_encoding"] == "events"``): the events
+    ``[T, B, *input_shape]`` drive the first synapses directly, as Lava's ``RingBuffer``
+    or netx's input layer (nonzero entries are spikes: Loihi spikes are binary).
+    ``auto``: ``events`` for an event-input network, ``image`` if the network has an
+    encoder, else ``bias``.
     """
     group = network.group(network.input)
     if isinstance(inputs, Mapping):
@@ -171,7 +64,10 @@ def prepare_inputs(
         pass
     arr = np.asarray(inputs)
     if mode == "auto":
-        mode = "image" if network.encoder is not None else "bias"
+        if network.metadata.get("input_encoding") == "events":
+            mode = "events"
+        else:
+            mode = "image" if network.encoder is not None else "bias"
     if mode == "image":
         if network.encoder is None:
             raise ConfigError(
@@ -200,23 +96,32 @@ def prepare_inputs(
             raise ConfigError("input bias mantissas must be integers")
         mant = arr.astype(np.int64)
         lo, hi = int(mant.min()), int(mant.max())
-        if lo < -4096 or hi > 4095:
+        low, high = BIAS_MANT_RANGE
+        if lo < low or hi > high:
             raise ConfigError(
-                f"input bias mantissa {lo if lo < -4096 else hi} is outside -4096..4095"
+                f"input bias mantissa {lo if lo < low else hi} is outside {low}..{high}"
             )
-        bias = mant if precision == "fixed" else (mant << group.bias_exp).astype(np.float64) / 64.0
+        bias = (
+            mant
+            if precision == "fixed"
+            else (mant << group.bias_exp).astype(np.float64) / A_IN_UNIT
+        )
         return PreparedInputs(arr.shape[0], bias=bias)
-    if mode == "spikes":
+    if mode in ("spikes", "events"):
         if arr.ndim != len(group.shape) + 2 or arr.shape[2:] != group.shape:
+            what = "input spikes" if mode == "spikes" else "input events"
             raise ConfigError(
-                f"input spikes must be [S, B, {', '.join(map(str, group.shape))}], got {arr.shape}"
+                f"{what} must be [S, B, {', '.join(map(str, group.shape))}], got {arr.shape}"
             )
         spikes = (arr != 0).astype(np.uint8)
         if spikes.shape[0] < steps:
             pad = np.zeros((steps - spikes.shape[0], *spikes.shape[1:]), dtype=np.uint8)
             spikes = np.concatenate([spikes, pad], axis=0)
         return PreparedInputs(arr.shape[1], spikes=spikes[:steps])
-    raise ConfigError(f"input_mode must be one of auto, image, bias, spikes; got {mode!r}")
+    raise ConfigError(
+        f"input_mode must be one of auto, image, bias, spikes; got {mode!r} (or 'events': "
+        "[T, B, *input_shape] spikes into the NIR Input node)"
+    )
 
 
 # ----------------------------------------------------------------------------- traces
@@ -342,12 +247,17 @@ def assemble_result(
         start = plan.starts[readout.name]
         last = min(start + T, plan.hardware_steps) - 1
         n = max(last - start + 1, 1)
-        v_last = v[last].reshape(v.shape[1], -1).astype(np.float64)
+        kind = network.metadata.get("readout")
+        if kind == "voltage_mean":  # the mean of a leaky readout's voltage over the window
+            v_read = v[start : last + 1].reshape(n, v.shape[1], -1).astype(np.float64).mean(axis=0)
+        else:
+            v_read = v[last].reshape(v.shape[1], -1).astype(np.float64)
         if trace.precision == "fixed":
-            limit = (1 << 23) - 1
-            extra["readout_saturated"] = bool(np.any(np.abs(v[: last + 1]) >= limit))
-            v_last = v_last / 64.0
-        scores = v_last / (readout.scale or 1.0) / n
+            extra["readout_saturated"] = bool(np.any(np.abs(v[: last + 1]) >= V_MAX))
+            v_read = v_read / A_IN_UNIT
+        # an integrator's final voltage over T is the mean over time of its input
+        per_step = n if kind not in ("voltage_mean", "voltage_last") else 1
+        scores = v_read / (readout.scale or 1.0) / per_step
     spikes = {name: window(name, trace.spikes[name]).astype(np.uint8) for name in user_record}
     voltages = {name: window(name, trace.voltages[name]) for name in plan.record_voltage}
     return RunResult(
@@ -362,16 +272,3 @@ def assemble_result(
         voltages=voltages,
         extra=extra,
     )
-
-
-def parse_precision(value: Any) -> Precision:
-    if value not in ("fixed", "float"):
-        raise ConfigError(f"precision must be 'fixed' or 'float', got {value!r}")
-    return value  # type: ignore[return-value]
-
-
-def require_fixed(precision: Precision, target: str) -> None:
-    if precision != "fixed":
-        raise TargetError(
-            f"target {target!r} is bit-exact fixed point only; precision='float' is not available"
-        )

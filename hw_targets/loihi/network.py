@@ -36,6 +36,9 @@ Shapes are in torch order: ``(C, H, W)`` for convolutional groups, ``(N,)`` othe
 Dense weights are ``[N_dst, N_src]`` over the C-order flattening of those shapes;
 convolution weights are ``[C_out, C_in / groups, kH, kW]`` (correlation, like
 ``torch.nn.functional.conv2d``), stride/padding/dilation are ``(h, w)``.
+
+Every field is range-checked on construction against :mod:`hw_targets.loihi.spec`
+(a ``QuantizationError`` names the field, the value and the valid range).
 """
 
 from __future__ import annotations
@@ -47,33 +50,27 @@ from typing import Any, Literal
 
 import numpy as np
 
+from hw_targets.loihi.spec import (
+    A_IN_UNIT,
+    BIAS_EXP_RANGE,
+    BIAS_MANT_RANGE,
+    DECAY_UNITY,
+    DELAY_RANGE,
+    DU_MEMORYLESS,
+    DU_OFFSET,
+    DU_RANGE,
+    DV_OFFSET,
+    DV_RANGE,
+    VTH_RANGE,
+    WEIGHT_EXP_RANGE,
+    WEIGHT_MANT_STEP,
+    WEIGHT_RANGE,
+)
 from neurall_neuro.errors import ConversionError, QuantizationError
+from neurall_neuro.int_tuples import int_pair
 
-# ----------------------------------------------------------------------------- ranges
-
-#: ``du`` (current decay): Loihi's 12-bit unsigned field, 0..4095. Lava additionally
-#: accepts -1 (decay constant 0: the current never decays), which lava-dl's netx loader
-#: produces for dense layers without a neuron description ("non-leaky integrator").
-DU_RANGE = (-1, 4095)
-#: ``dv`` (voltage decay): 12-bit, 0..4095; Lava also accepts 4096 (full decay), again
-#: only from netx's default integrator neuron.
-DV_RANGE = (0, 4096)
-#: ``vth`` mantissa: 17-bit unsigned 0..131071; Lava accepts 131072 (netx's default
-#: integrator writes ``1 << 18 - 1`` which Python parses as ``1 << 17``).
-VTH_RANGE = (0, 131072)
-#: Largest threshold a Loihi core can hold (17 bits).
-VTH_HW_MAX = 131071
-BIAS_MANT_RANGE = (-4096, 4095)  # 13-bit signed
-BIAS_EXP_RANGE = (0, 7)  # 3-bit unsigned
-#: Weight mantissas: Loihi's 8-bit mixed-sign format (sign + 7 bits, LSB implied 0):
-#: even integers in [-256, 254]. Lava's Dense clips to [-256, 255] and clears the LSB.
-WEIGHT_RANGE = (-256, 254)
-WEIGHT_EXP_RANGE = (-8, 7)
-#: Axonal delay in steps; 1 is the native one-step synaptic delay. Lava's DelayDense
-#: holds 0..63 extra steps.
-DELAY_RANGE = (1, 64)
-#: State variables u and v are 24-bit signed.
-STATE_BITS = 24
+#: Last step a bias may start at (the int32 range of a step counter).
+_MAX_STEP = 2**31 - 1
 
 Kind = Literal["dense", "conv"]
 Readout = Literal["spikes", "voltage"]
@@ -112,18 +109,6 @@ def _int_field(what: str, value: Any, valid: tuple[int, int]) -> int:
     return int(value)
 
 
-def _pair(what: str, value: Any, minimum: int) -> tuple[int, int]:
-    arr = np.asarray(value).reshape(-1)
-    if arr.size == 1:
-        arr = np.repeat(arr, 2)
-    if arr.size != 2 or arr.dtype.kind not in "iu":
-        raise ConversionError(f"{what} must be an int or a pair of ints, got {value!r}")
-    pair = (int(arr[0]), int(arr[1]))
-    if min(pair) < minimum:
-        raise ConversionError(f"{what} must be >= {minimum}, got {pair}")
-    return pair
-
-
 def conv_output_shape(
     in_shape: Sequence[int],
     out_channels: int,
@@ -157,7 +142,7 @@ class NeuronGroup:
 
     name: str
     shape: tuple[int, ...]
-    du: int = 4095
+    du: int = DU_MEMORYLESS
     dv: int = 0
     vth: int = 1
     bias_mant: Any = 0
@@ -188,7 +173,7 @@ class NeuronGroup:
         self.vth = _int_field(f"{where}: vth", self.vth, VTH_RANGE)
         self.bias_exp = _int_field(f"{where}: bias_exp", self.bias_exp, BIAS_EXP_RANGE)
         self.bias_start_step = _int_field(
-            f"{where}: bias_start_step", self.bias_start_step, (0, 2**31 - 1)
+            f"{where}: bias_start_step", self.bias_start_step, (0, _MAX_STEP)
         )
         self.bias_mant = self._full(
             f"{where}: bias_mant", _as_int_array(f"{where}: bias_mant", self.bias_mant)
@@ -232,13 +217,17 @@ class NeuronGroup:
         """Parameters for Lava's ``floating_pt`` LIF (a_in units): du, dv as fractions,
         vth and bias; the ``float_*`` fields where set, else derived from the fixed ones."""
         return {
-            "du": self.float_du if self.float_du is not None else (self.du + 1) / 4096.0,
-            "dv": self.float_dv if self.float_dv is not None else self.dv / 4096.0,
+            "du": self.float_du
+            if self.float_du is not None
+            else (self.du + DU_OFFSET) / DECAY_UNITY,
+            "dv": self.float_dv
+            if self.float_dv is not None
+            else (self.dv + DV_OFFSET) / DECAY_UNITY,
             "vth": self.float_vth if self.float_vth is not None else float(self.vth),
             "bias": (
                 self.float_bias
                 if self.float_bias is not None
-                else self.effective_bias.astype(np.float64) / 64.0
+                else self.effective_bias.astype(np.float64) / A_IN_UNIT
             ),
         }
 
@@ -277,8 +266,8 @@ class Synapse:
             raise ConversionError(f"{where}: kind must be 'dense' or 'conv', got {self.kind!r}")
         self.weight = _as_int_array(f"{where}: weight", self.weight)
         _check_range(f"{where}: weight", self.weight, WEIGHT_RANGE)
-        if np.any(self.weight % 2):
-            odd = int(self.weight[self.weight % 2 != 0].reshape(-1)[0])
+        if np.any(self.weight % WEIGHT_MANT_STEP):
+            odd = int(self.weight[self.weight % WEIGHT_MANT_STEP != 0].reshape(-1)[0])
             raise QuantizationError(
                 f"{where}: weight = {odd} is odd; Loihi's 8-bit mixed-sign weights are even "
                 f"integers in {WEIGHT_RANGE[0]}..{WEIGHT_RANGE[1]} (use weight_exp to scale)"
@@ -295,9 +284,15 @@ class Synapse:
                 raise ConversionError(
                     f"{where}: conv weight must be 4-D [C_out, C_in/groups, kH, kW], got {self.weight.shape}"
                 )
-            self.stride = _pair(f"{where}: stride", self.stride, 1)
-            self.padding = _pair(f"{where}: padding", self.padding, 0)
-            self.dilation = _pair(f"{where}: dilation", self.dilation, 1)
+            self.stride = int_pair(
+                self.stride, f"{where}: stride", minimum=1, error=ConversionError
+            )
+            self.padding = int_pair(
+                self.padding, f"{where}: padding", minimum=0, error=ConversionError
+            )
+            self.dilation = int_pair(
+                self.dilation, f"{where}: dilation", minimum=1, error=ConversionError
+            )
             self.groups = int(self.groups)
             if self.groups < 1 or self.weight.shape[0] % self.groups:
                 raise ConversionError(
@@ -373,7 +368,7 @@ class HostEncoder:
     """The first convolution, evaluated in float64 on the host ("direct encoding").
 
     For an image ``x`` (``input_shape = (C, H, W)``) the input group's bias mantissa is
-    ``clip(round(scale * (conv(x, weight) + bias)), -4096, 4095)`` (round half to even),
+    ``clip(round(scale * (conv(x, weight) + bias)), -4096, 4095)`` (the 13-bit mantissa) (round half to even),
     constant over time; ``float_scale`` maps the conv output to a_in units for
     ``floating_pt`` runs. It is computed on the CPU in float64 so that every target
     sees identical biases.
@@ -400,9 +395,11 @@ class HostEncoder:
         self.input_shape = tuple(int(s) for s in self.input_shape)  # type: ignore[assignment]
         if len(self.input_shape) != 3:
             raise ConversionError(f"encoder input_shape must be (C, H, W), got {self.input_shape}")
-        self.stride = _pair("encoder stride", self.stride, 1)
-        self.padding = _pair("encoder padding", self.padding, 0)
-        self.dilation = _pair("encoder dilation", self.dilation, 1)
+        self.stride = int_pair(self.stride, "encoder stride", minimum=1, error=ConversionError)
+        self.padding = int_pair(self.padding, "encoder padding", minimum=0, error=ConversionError)
+        self.dilation = int_pair(
+            self.dilation, "encoder dilation", minimum=1, error=ConversionError
+        )
         self.groups = int(self.groups)
         for what, value in (("scale", self.scale), ("float_scale", self.float_scale)):
             if not (math.isfinite(value) and value > 0):
@@ -612,14 +609,29 @@ class LoihiNetwork:
             raise ConversionError(f"the network has a cycle through groups {', '.join(cyclic)}")
         return order
 
+    def recurrent_synapses(self) -> list[Synapse]:
+        """The self-connections (``src == dst``: a population's spikes fed back into
+        itself, one step later), which the depths of the groups do not depend on."""
+        return [s for s in self.synapses if s.src == s.dst]
+
     def depths(self) -> dict[str, int]:
         """Synaptic depth of each group: the step at which its latest input path first
-        delivers (longest path of delays from the bias-driven groups)."""
+        delivers (longest path of delays from the bias-driven groups). Self-connections
+        (:meth:`recurrent_synapses`) are ignored; ConversionError for any other cycle."""
         depth = {name: 0 for name in self._by_name}
-        for name in self.topological_order():
+        for name in self._order_ignoring_self_loops():
             for syn in self.incoming(name):
-                depth[name] = max(depth[name], depth[syn.src] + syn.delay)
+                if syn.src != syn.dst:
+                    depth[name] = max(depth[name], depth[syn.src] + syn.delay)
         return depth
+
+    def _order_ignoring_self_loops(self) -> list[str]:
+        if not self.recurrent_synapses():
+            return self.topological_order()
+        forward = [s for s in self.synapses if s.src != s.dst]
+        return LoihiNetwork(
+            self.groups, forward, self.input, self.output, None, {}, []
+        ).topological_order()
 
     def is_chain(self) -> bool:
         """True for input -> g1 -> g2 -> ... with exactly one synapse into each group."""
@@ -647,7 +659,10 @@ class LoihiNetwork:
 
     def summary(self) -> str:
         """One line per group and synapse."""
-        depth = self.depths() if self._acyclic() else {}
+        try:
+            depth: dict[str, int] = self.depths()
+        except ConversionError:
+            depth = {}
         lines = [
             f"LoihiNetwork: {len(self.groups)} groups, {len(self.synapses)} synapses, input={self.input!r}, output={self.output!r}"
         ]
@@ -665,13 +680,6 @@ class LoihiNetwork:
                 f"exp={s.weight_exp:+d} delay={s.delay}{extra}"
             )
         return "\n".join(lines)
-
-    def _acyclic(self) -> bool:
-        try:
-            self.topological_order()
-        except ConversionError:
-            return False
-        return True
 
 
 def flat_index_perm_torch_to_lava(shape: Iterable[int]) -> np.ndarray:

@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conversion.loihi_quantize import check_graph, quantize_graph
+from hw_targets.loihi.mapping import check_graph
+from hw_targets.loihi.quantize import quantize_graph
 from neurall_neuro.errors import ConversionError, QuantizationError, UnsupportedNodeError
 
 _spec = importlib.util.spec_from_file_location(
@@ -220,14 +221,12 @@ def test_readout_scale_keeps_integrator_below_threshold():
 def test_unsupported_nodes_are_listed_with_names():
     graph = _helpers.make_se_graph()
     graph.nodes["se_gate"] = nir.Threshold(threshold=np.full((6, 1, 1), 0.5))
-    graph.nodes["lif2"] = nir.CubaLIF(
-        tau_syn=np.full((6, 4, 4), 2e-4), tau_mem=np.full((6, 4, 4), 2e-4), r=np.ones((6, 4, 4)),
-        v_leak=np.zeros((6, 4, 4)), v_threshold=np.ones((6, 4, 4)), v_reset=np.zeros((6, 4, 4)),
-    )  # fmt: skip
+    # (CubaLIF is mapped since the any-graph work: a Delay node is the second unsupported one)
+    graph.nodes["delay2"] = nir.Delay(delay=np.full((6, 4, 4), 2e-4))
     problems = check_graph(graph)
     assert len(problems) == 2
     assert "'se_gate' (Threshold)" in problems[0] and "supported: Input, Output" in problems[0]
-    assert "'lif2' (CubaLIF)" in problems[1] and "tau_syn" in problems[1]
+    assert "'delay2' (Delay)" in problems[1] and "delay nodes" in problems[1]
     with pytest.raises(UnsupportedNodeError, match="se_gate"):
         quantize_graph(graph)
 

@@ -1,4 +1,4 @@
-r"""The float NIR graph of a :class:`~conversion.loihi_network.LoihiNetwork` (our conventions).
+r"""The float NIR graph of a :class:`~hw_targets.loihi.network.LoihiNetwork` (our conventions).
 
 Signals are in a_in units (``v / 64``). A group with ``du = 4095`` and ``dv > 0`` becomes a
 ``LIF`` with ``tau = dt 4096 / dv``, whose incoming weights and bias are divided by
@@ -23,23 +23,32 @@ from typing import Any
 import nir
 import numpy as np
 
-from conversion.loihi_network import VTH_HW_MAX, LoihiNetwork, NeuronGroup
+from hw_targets.loihi.network import LoihiNetwork, NeuronGroup
+from hw_targets.loihi.spec import (
+    A_IN_UNIT,
+    DECAY_MAX,
+    DECAY_UNITY,
+    DU_MEMORYLESS,
+    DU_NEVER_DECAYS,
+    VTH_HW_MAX,
+)
 from neurall_neuro.errors import ConversionError
 
 
 def _is_integrator(group: NeuronGroup) -> bool:
     never_fires = group.vth >= VTH_HW_MAX
     return group.readout == "voltage" or (
-        never_fires and ((group.du == 4095 and group.dv == 0) or group.du == -1)
+        never_fires
+        and ((group.du == DU_MEMORYLESS and group.dv == 0) or group.du == DU_NEVER_DECAYS)
     )
 
 
 def _alpha(group: NeuronGroup) -> float:
-    return group.dv / 4096.0 if group.dv > 0 else 1.0
+    return group.dv / DECAY_UNITY if group.dv > 0 else 1.0
 
 
 def _neuron(group: NeuronGroup, dt: float) -> nir.NIRNode:
-    if group.du != 4095:
+    if group.du != DU_MEMORYLESS:
         raise ConversionError(
             f"group {group.name!r}: du = {group.du} keeps a synaptic current; only du = 4095 groups map to LIF/IF"
         )
@@ -50,11 +59,11 @@ def _neuron(group: NeuronGroup, dt: float) -> nir.NIRNode:
         return nir.IF(
             r=np.full(shape, 1.0 / dt), v_threshold=th, v_reset=np.zeros(shape), metadata=meta
         )
-    if group.dv > 4095:
+    if group.dv > DECAY_MAX:
         raise ConversionError(
             f"group {group.name!r}: dv = {group.dv} (full decay) has no LIF tau >= dt"
         )
-    alpha = group.dv / 4096.0
+    alpha = group.dv / DECAY_UNITY
     return nir.LIF(
         tau=np.full(shape, dt / alpha),
         r=np.ones(shape),
@@ -116,7 +125,7 @@ def network_to_nir(
         ins = network.incoming(group.name)
         is_readout = group is readout_group
         divide = (group.scale or 1.0) if is_readout else _alpha(group)
-        bias = group.effective_bias.astype(np.float64) / 64.0
+        bias = group.effective_bias.astype(np.float64) / A_IN_UNIT
         for i, syn in enumerate(ins):
             src = network.group(syn.src)
             weight = syn.effective_weight / divide

@@ -10,9 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
-from conversion.loihi_network import LoihiNetwork, NeuronGroup, Synapse
-from conversion.loihi_quantize import quantize_graph
-from conversion.netx import netx_to_nir, read_netx, write_netx
+from hw_targets.loihi.network import LoihiNetwork, NeuronGroup, Synapse
+from hw_targets.loihi.netx import netx_to_nir, read_netx, write_netx
+from hw_targets.loihi.quantize import quantize_graph
 from neurall_neuro.errors import ConversionError, GraphFileError, UnsupportedNodeError
 
 _spec = importlib.util.spec_from_file_location(
@@ -42,7 +42,7 @@ def lava_effective_dense(synapse) -> np.ndarray:
 @pytest.mark.lava
 @needs_lava
 @needs_gt
-def test_read_matches_what_lava_builds(name):
+def test_read_matches_what_lava_loads(name):
     from lava.lib.dl import netx
 
     net = read_netx(GT / name)
@@ -161,7 +161,7 @@ def test_netx_to_nir_gives_a_float_graph(tmp_path):
     import torch
 
     from conversion.nir_runtime import NIRModule
-    from hw_targets.loihi_emu import LoihiEmulator
+    from hw_targets.loihi.emulator import LoihiEmulator
 
     net = _chain_network(3)
     path = write_netx(net, tmp_path / "chain.net")

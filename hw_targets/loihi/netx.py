@@ -1,9 +1,9 @@
-"""Read and write lava-dl netx HDF5 networks as :class:`~conversion.loihi_network.LoihiNetwork`.
+"""Read and write lava-dl netx HDF5 networks as :class:`~hw_targets.loihi.network.LoihiNetwork`.
 
 File layout (what ``lava.lib.dl.netx.hdf5.Network`` of lava-dl 0.6.0 reads)
 --------------------------------------------------------------------------
 ``layer/{0..n-1}`` groups, each with a ``type``: ``input``, ``conv``, ``flatten``,
-``dense`` (``dense_rec``, ``pool``, ``average``, ``concat``, ... are not implemented by
+``dense``, ``dense_rec`` (``pool``, ``average``, ``concat``, ... are not implemented by
 the loader, and netx is a sequential stack: layer ``i`` feeds layer ``i + 1``).
 
 * ``shape``: the layer's output shape in **(C, H, W)** (z, y, x) order; Lava reverses
@@ -25,6 +25,11 @@ the loader, and netx is a sequential stack: layer ``i`` feeds layer ``i + 1``).
   ``delay`` (0 = the native one-step delay; clamped to 62). A dense layer after a
   3-D layer needs a ``flatten`` layer before it (Lava then flattens in (C, H, W)
   C-order, like torch).
+* dense_rec: a dense layer plus ``weight_rec [N_out, N_out]``, a synapse from the
+  layer's neurons back into them (lava-dl's ``RecurrentDense`` block: the neurons'
+  ``s_out`` feeds a second Dense into their ``a_in``, one step later). Lava optimises
+  ``hstack(weight, weight_rec)`` together: both share one weight exponent, and the
+  recurrent synapse gets the layer's delay.
 
 :func:`read_netx` reproduces all of that (bit-exact with Lava, see the tests) and
 :func:`write_netx` writes files that Lava loads, plus our own attributes (layer names,
@@ -34,37 +39,55 @@ bias start steps, readout, scales, the host encoder) that Lava ignores.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from conversion.loihi_network import (
-    BIAS_MANT_RANGE,
-    DELAY_RANGE,
-    WEIGHT_EXP_RANGE,
-    WEIGHT_RANGE,
+from hw_targets.loihi.network import (
     HostEncoder,
     LoihiNetwork,
     NeuronGroup,
     Synapse,
     conv_output_shape,
 )
+from hw_targets.loihi.spec import (
+    BIAS_MANT_RANGE,
+    DELAY_RANGE,
+    DU_OFFSET,
+    LAVA_WEIGHT_MAX,
+    NETX_BIAS_EXP,
+    NETX_DEFAULT_I_DECAY,
+    NETX_DEFAULT_V_DECAY,
+    NETX_DEFAULT_VTH_MANT,
+    NETX_EXCITATORY_SCALE,
+    NETX_INHIBITORY_SCALE,
+    NETX_INPUT_TRANSFORM_WEIGHT,
+    NETX_MAX_DELAY,
+    NETX_MIXED_CLIP,
+    NETX_MIXED_SCALE,
+    NETX_REF_DELAY,
+    WEIGHT_BITS,
+    WEIGHT_EXP_RANGE,
+    WEIGHT_MANT_STEP,
+    WEIGHT_RANGE,
+)
+from neurall_neuro.atomic import atomic_path
 from neurall_neuro.errors import (
     ConversionError,
     GraphFileError,
     QuantizationError,
     UnsupportedNodeError,
 )
+from neurall_neuro.int_tuples import int_pair
 
 #: Layer types Lava's netx loader builds (and we read).
-SUPPORTED_LAYER_TYPES = ("input", "conv", "flatten", "dense")
+SUPPORTED_LAYER_TYPES = ("input", "conv", "flatten", "dense", "dense_rec")
 #: Types the loader knows but does not implement (or that are not LIF networks).
 UNSUPPORTED_LAYER_TYPES = (
-    "dense_rec",
     "dense_comp",
     "pool",
     "convT",
@@ -72,13 +95,8 @@ UNSUPPORTED_LAYER_TYPES = (
     "average",
     "concat",
 )
-#: Bias exponent Lava's netx loader gives every layer.
-NETX_BIAS_EXP = 6
-NETX_MAX_DELAY = 62
 FORMAT_NAME = "neurall-netx"
 FORMAT_VERSION = 1
-
-_NETX_DEFAULT_NEURON = {"type": "CUBA", "iDecay": 0, "vDecay": 4096, "vThMant": 1 << 18 - 1}
 
 
 # ----------------------------------------------------------------------------- Lava's weight pipeline
@@ -88,22 +106,24 @@ def _netx_optimize_weight_bits(weight: np.ndarray, where: str) -> tuple[np.ndarr
     """``lava.lib.dl.netx.utils.optimize_weight_bits`` (mantissa, num_weight_bits, exponent)."""
     weight = weight.astype(np.int64)
     max_w, min_w = int(weight.max()), int(weight.min())
-    if max_w > 254 and min_w < 0:
-        weight = np.clip(weight, -256, 254)
+    clip_lo, clip_hi = NETX_MIXED_CLIP
+    if max_w > clip_hi and min_w < 0:
+        weight = np.clip(weight, clip_lo, clip_hi)
         max_w = int(weight.max())
-    if min_w < -256 and max_w > 0:
-        weight = np.clip(weight, -256, 254)
+    if min_w < clip_lo and max_w > 0:
+        weight = np.clip(weight, clip_lo, clip_hi)
         min_w = int(weight.min())
     if max_w == min_w == 0:
         raise UnsupportedNodeError(
             f"{where}: all weights are zero; Lava's netx loader cannot scale them (log2(inf))"
         )
     if max_w < 0:
-        scale, signed = -256 / min_w, 0
+        scale, signed = NETX_INHIBITORY_SCALE / min_w, 0
     elif min_w >= 0:
-        scale, signed = 255 / max_w, 0
+        scale, signed = NETX_EXCITATORY_SCALE / max_w, 0
     else:
-        scale = min(127 / max_w if max_w > 0 else np.inf, -128 / min_w)
+        neg, pos = NETX_MIXED_SCALE
+        scale = min(pos / max_w if max_w > 0 else np.inf, neg / min_w)
         signed = 1
     scale_bits = int(np.floor(np.log2(scale))) + signed
     if scale_bits < 0:
@@ -111,11 +131,11 @@ def _netx_optimize_weight_bits(weight: np.ndarray, where: str) -> tuple[np.ndarr
             f"{where}: single-sign weights up to {max(abs(max_w), abs(min_w))} exceed 8 bits; Lava's "
             "netx loader shifts them by a negative count (undefined); keep |weight| <= 255"
         )
-    n = 8
+    n = WEIGHT_BITS
     while n > 0 and np.sum(np.abs(weight / 2**n - np.round(weight / 2**n))) != 0:
         n -= 1
     n -= signed
-    num_weight_bits = 8 - scale_bits - n
+    num_weight_bits = WEIGHT_BITS - scale_bits - n
     return weight << scale_bits, int(num_weight_bits), -scale_bits
 
 
@@ -132,10 +152,10 @@ def _lava_dense_effective(weight: np.ndarray, num_weight_bits: int) -> np.ndarra
     mixed = int(mode == "mixed")
     if mode == "inh":
         w = -w
-    w = np.clip(w, -256 * mixed, 255)
+    w = np.clip(w, WEIGHT_RANGE[0] * mixed, LAVA_WEIGHT_MAX)
     if mode == "inh":
         w = -w
-    trunc = 8 - num_weight_bits + mixed
+    trunc = WEIGHT_BITS - num_weight_bits + mixed
     if trunc < 0:
         raise UnsupportedNodeError(f"Lava would truncate weights by a negative bit count ({trunc})")
     if mode == "inh":
@@ -148,10 +168,14 @@ def _lava_dense_effective(weight: np.ndarray, num_weight_bits: int) -> np.ndarra
 
 def _as_ir_weights(mant: np.ndarray, exp: int, where: str) -> tuple[np.ndarray, int]:
     """(M, E) with M even in [-256, 254] and shift(sum M z, E) == shift(sum mant z, exp)."""
-    fits = np.all(mant % 2 == 0) and mant.min() >= WEIGHT_RANGE[0] and mant.max() <= WEIGHT_RANGE[1]
+    fits = (
+        np.all(mant % WEIGHT_MANT_STEP == 0)
+        and mant.min() >= WEIGHT_RANGE[0]
+        and mant.max() <= WEIGHT_RANGE[1]
+    )
     if fits and WEIGHT_EXP_RANGE[0] <= exp <= WEIGHT_EXP_RANGE[1]:
         return mant, exp
-    doubled = mant * 2
+    doubled = mant * WEIGHT_MANT_STEP
     if (
         doubled.min() >= WEIGHT_RANGE[0]
         and doubled.max() <= WEIGHT_RANGE[1]
@@ -175,7 +199,7 @@ def split_integer_weights(weight: np.ndarray, where: str) -> tuple[np.ndarray, i
         else:
             mant = w << -exp
         if (
-            np.all(mant % 2 == 0)
+            np.all(mant % WEIGHT_MANT_STEP == 0)
             and mant.min(initial=0) >= WEIGHT_RANGE[0]
             and mant.max(initial=0) <= WEIGHT_RANGE[1]
         ):
@@ -218,14 +242,7 @@ def _read_int(group: Any, key: str, where: str) -> int:
 
 
 def _read_pair(group: Any, key: str, where: str) -> tuple[int, int]:
-    value = _read(group, key, where).reshape(-1).astype(np.int64)
-    if value.size == 1:
-        return (int(value[0]), int(value[0]))
-    if value.size != 2:
-        raise GraphFileError(
-            f"{where}: field {key!r} must be a scalar or a pair, got {value.tolist()}"
-        )
-    return (int(value[0]), int(value[1]))
+    return int_pair(_read(group, key, where), f"{where}: field {key!r}", error=GraphFileError)
 
 
 def _attr(group: Any, key: str, default: Any = None) -> Any:
@@ -239,9 +256,12 @@ def _attr(group: Any, key: str, default: Any = None) -> Any:
 
 def _neuron_fields(layer: Any, where: str, default: bool) -> dict[str, int]:
     if "neuron" not in layer:
-        if default:
-            cfg = dict(_NETX_DEFAULT_NEURON)
-            return {"du": cfg["iDecay"] - 1, "dv": cfg["vDecay"], "vth": cfg["vThMant"]}
+        if default:  # lava-dl's default "non-leaky integrator" neuron
+            return {
+                "du": NETX_DEFAULT_I_DECAY - DU_OFFSET,
+                "dv": NETX_DEFAULT_V_DECAY,
+                "vth": NETX_DEFAULT_VTH_MANT,
+            }
         raise GraphFileError(f"{where}: missing group 'neuron'")
     neuron = layer["neuron"]
     kind = _read_str(neuron, "type", f"{where}/neuron")
@@ -251,7 +271,7 @@ def _neuron_fields(layer: Any, where: str, default: bool) -> dict[str, int]:
             "SDNN and resonate-and-fire neurons are not LIF)"
         )
     return {
-        "du": _read_int(neuron, "iDecay", f"{where}/neuron") - 1,
+        "du": _read_int(neuron, "iDecay", f"{where}/neuron") - DU_OFFSET,
         "dv": _read_int(neuron, "vDecay", f"{where}/neuron"),
         "vth": _read_int(neuron, "vThMant", f"{where}/neuron"),
     }
@@ -444,8 +464,18 @@ def _read_file(f: Any, path: Path) -> LoihiNetwork:
                     f"{where}: shape mismatch: dense weight {weight.shape} must be ({n_out}, {prev.size}) "
                     f"for {n_out} neurons after layer {prev.name!r} {prev.shape}"
                 )
+            n_in = weight.shape[1]
+            if kind == "dense_rec":  # Lava optimises both matrices together: one exponent
+                weight_rec = _read(layer, "weight_rec", where).astype(float).astype(np.int64)
+                weight_rec = weight_rec.reshape(n_out, -1)
+                if weight_rec.shape != (n_out, n_out):
+                    raise GraphFileError(
+                        f"{where}: recurrent weight {weight_rec.shape} must be ({n_out}, {n_out})"
+                    )
+                weight = np.hstack((weight, weight_rec))
             lava_w, nbits, lava_exp = _netx_optimize_weight_bits(weight, where)
             mant, exp = _as_ir_weights(_lava_dense_effective(lava_w, nbits), lava_exp, where)
+            mant, mant_rec = mant[:, :n_in], mant[:, n_in:]
             delay = 1
             if "delay" in layer:
                 d = np.clip(_read(layer, "delay", where).astype(np.int64), 0, NETX_MAX_DELAY)
@@ -457,11 +487,14 @@ def _read_file(f: Any, path: Path) -> LoihiNetwork:
                 if not DELAY_RANGE[0] <= delay <= DELAY_RANGE[1]:
                     raise GraphFileError(f"{where}: delay {delay - 1} out of range")
             syn = Synapse(f"{name}.synapse", prev.name, name, "dense", mant, exp, delay=delay)
+            if kind == "dense_rec":
+                rec_name = str(_attr(layer, "neurall_recurrent_name", f"{name}.recurrent"))
+                synapses.append(Synapse(rec_name, name, name, "dense", mant_rec, exp, delay=delay))
         groups.append(
             NeuronGroup(
                 name,
                 shape,
-                **_neuron_fields(layer, where, default=(kind == "dense")),
+                **_neuron_fields(layer, where, default=(kind in ("dense", "dense_rec"))),
                 bias_mant=_bias(layer, shape, where),
                 bias_exp=NETX_BIAS_EXP,
                 bias_start_step=start,
@@ -485,7 +518,7 @@ def _read_file(f: Any, path: Path) -> LoihiNetwork:
         meta["input_transform"] = {
             "weight": int(np.asarray(lay0["weight"][()]).reshape(-1)[0])
             if "weight" in lay0
-            else 64,
+            else NETX_INPUT_TRANSFORM_WEIGHT,
             "bias": int(np.asarray(lay0["bias"][()]).reshape(-1)[0]) if "bias" in lay0 else 0,
         }
     return LoihiNetwork(groups, synapses, groups[0].name, output, encoder, meta)
@@ -531,10 +564,10 @@ def _netx_bias(group: NeuronGroup) -> np.ndarray:
 def _write_neuron(layer: Any, group: NeuronGroup) -> None:
     neuron = layer.create_group("neuron")
     neuron.create_dataset("type", data=np.bytes_("LOIHI"))
-    neuron.create_dataset("iDecay", data=np.int64(group.du + 1))
+    neuron.create_dataset("iDecay", data=np.int64(group.du + DU_OFFSET))
     neuron.create_dataset("vDecay", data=np.int64(group.dv))
     neuron.create_dataset("vThMant", data=np.int64(group.vth))
-    neuron.create_dataset("refDelay", data=np.int64(1))
+    neuron.create_dataset("refDelay", data=np.int64(NETX_REF_DELAY))
     neuron.create_dataset("gradedSpike", data=False)
 
 
@@ -558,7 +591,10 @@ def write_netx(network: LoihiNetwork, path: str | os.PathLike[str]) -> Path:
     """
     import h5py
 
-    order = network.chain_order()
+    _check_netx_describable(network)
+    recurrent = {s.dst: s for s in network.recurrent_synapses()}
+    forward = dataclasses.replace(network, synapses=[s for s in network.synapses if s.src != s.dst])
+    order = forward.chain_order()
     if order is None:
         raise ConversionError(
             "netx can only describe a sequential chain of layers (lava-dl's hdf5.Network connects layer i "
@@ -574,9 +610,7 @@ def write_netx(network: LoihiNetwork, path: str | os.PathLike[str]) -> Path:
             f"input group {inp.name!r} has bias_exp={inp.bias_exp}; netx's input layer uses bias_exp=6 "
             "(quantize with bias_exp=6 for netx export)"
         )
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
+    with atomic_path(dest) as tmp:  # mode 0o666 & ~umask, like any file the user writes
         with h5py.File(tmp, "w") as f:
             layers = f.create_group("layer")
             idx = 0
@@ -590,7 +624,7 @@ def write_netx(network: LoihiNetwork, path: str | os.PathLike[str]) -> Path:
                     _write_layer_attrs(layer, group)
                     idx += 1
                     continue
-                (syn,) = network.incoming(name)
+                (syn,) = forward.incoming(name)
                 src = network.group(syn.src)
                 bias = _netx_bias(group)
                 if syn.kind == "conv":
@@ -631,9 +665,16 @@ def write_netx(network: LoihiNetwork, path: str | os.PathLike[str]) -> Path:
                             f"synapse {syn.name!r}: netx dense layers have 1-D outputs, not {group.shape}"
                         )
                     layer = layers.create_group(str(idx))
-                    layer.create_dataset("type", data=np.array([b"dense"], dtype="S10"))
+                    kind = b"dense_rec" if name in recurrent else b"dense"
+                    layer.create_dataset("type", data=np.array([kind], dtype="S10"))
                     layer.create_dataset("shape", data=np.array(group.shape, dtype=np.int64))
                     layer.create_dataset("weight", data=_integer_weights(syn).astype(np.float32))
+                    if name in recurrent:
+                        rec = recurrent[name]
+                        layer.create_dataset(
+                            "weight_rec", data=_integer_weights(rec).astype(np.float32)
+                        )
+                        layer.attrs["neurall_recurrent_name"] = rec.name
                     layer.create_dataset("inFeatures", data=np.int64(src.size))
                     layer.create_dataset("outFeatures", data=np.int64(group.size))
                     layer.create_dataset("bias", data=bias.reshape(-1).astype(np.float32))
@@ -653,11 +694,40 @@ def write_netx(network: LoihiNetwork, path: str | os.PathLike[str]) -> Path:
             if network.encoder is not None:
                 _write_encoder(f, network.encoder)
         _verify_roundtrip(network, Path(tmp))
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
+
+
+def _check_netx_describable(network: LoihiNetwork) -> None:
+    """ConversionError for the structures of the NIR mapping that a netx file cannot
+    hold: recurrent synapses, an event-input spike source, bias sources."""
+    for rec in network.recurrent_synapses():
+        ins = network.incoming(rec.dst)
+        group = network.group(rec.dst)
+        if (
+            rec.kind != "dense"
+            or rec.delay != 1
+            or len(group.shape) != 1
+            or any(s.kind != "dense" or s.delay != 1 for s in ins)
+        ):
+            raise ConversionError(
+                f"recurrent synapse {rec.name!r} cannot be written: netx's 'dense_rec' layer is a dense layer "
+                "of 1-D neurons whose recurrent weights share the layer's delay (a conv or delayed layer "
+                "with a recurrent connection has no netx form); run the network with the lava-sim "
+                "target's process backend or loihi-emu"
+            )
+    if network.metadata.get("input_encoding") == "events":
+        raise ConversionError(
+            "netx cannot describe event input: its input layer is a bias-driven LIF (external spikes into "
+            "the input layer are not part of the format); run the network with the lava-sim target's "
+            "process backend (a RingBuffer spike source) or loihi-emu"
+        )
+    sources = network.metadata.get("bias_sources") or []
+    if sources:
+        raise ConversionError(
+            f"netx cannot describe the bias sources {', '.join(sources)} (always-spiking neurons that feed a "
+            "current-based neuron's bias into its current, not its voltage); run the network with the "
+            "lava-sim target's process backend or loihi-emu"
+        )
 
 
 def _integer_weights(syn: Synapse) -> np.ndarray:
@@ -716,7 +786,7 @@ def _verify_roundtrip(network: LoihiNetwork, path: Path) -> None:
         ):
             raise ConversionError(f"group {group.name!r}: bias does not survive netx")
     for syn in network.synapses:
-        (other,) = back.incoming(syn.dst)
+        (other,) = [s for s in back.incoming(syn.dst) if s.src == syn.src]
         if (
             not np.array_equal(syn.effective_weight, other.effective_weight)
             or syn.delay != other.delay
@@ -728,7 +798,7 @@ def _verify_roundtrip(network: LoihiNetwork, path: Path) -> None:
 
 
 def netx_to_nir(path: str | os.PathLike[str], dt: float = 1e-4) -> Any:
-    """The float NIR graph of a netx network (see :func:`conversion.loihi_to_nir.network_to_nir`)."""
-    from conversion.loihi_to_nir import network_to_nir
+    """The float NIR graph of a netx network (see :func:`hw_targets.loihi.to_nir.network_to_nir`)."""
+    from hw_targets.loihi.to_nir import network_to_nir
 
     return network_to_nir(read_netx(path), dt=dt)

@@ -1,4 +1,5 @@
-"""Build a real Lava process graph for one sample of a :class:`LoihiNetwork`.
+"""Build a real Lava process graph for one sample of a :class:`LoihiNetwork`, and say
+what a backend cannot build (:func:`lava_problems`).
 
 Two backends:
 
@@ -7,7 +8,7 @@ Two backends:
   ``Conv`` process. Several synapses into one group all connect to its ``a_in`` port;
   Lava's ``PyInPortVectorDense.recv`` sums them. Lava's fixed-point ``Conv`` model
   ignores ``weight_exp``, so its weights carry the exponent
-  (:func:`~hw_targets.loihi_fixed_point.conv_weights_for_lava`); a conv layer whose
+  (:func:`~hw_targets.loihi.fixed_point.conv_weights_for_lava`); a conv layer whose
   exponent cannot be folded exactly is unrolled into a ``Dense``. A conv synapse with
   delay ``d > 1`` is realised by ``d - 1`` relay LIF groups (identity 1x1 conv, weight 2,
   threshold 1, no decay: each relay fires exactly when its input fired one step before).
@@ -16,7 +17,7 @@ Two backends:
 * **netx** (:func:`build_netx_graph`): ``lava.lib.dl.netx.hdf5.Network`` loads the file
   itself (chain networks; fixed point only).
 
-Both attach :mod:`hw_targets.lava_procs.recorders` to every group (spikes) and to the
+Both attach :mod:`hw_targets.loihi.lava_procs.recorders` to every group (spikes) and to the
 voltages asked for, and return the bias schedule: ``(step, LIF process, bias)`` to set
 between ``RunSteps`` chunks so that group ``g`` gets its bias from ``bias_start_step`` on.
 """
@@ -30,22 +31,31 @@ from typing import Any
 
 import numpy as np
 
-from conversion.loihi_network import (
+from hw_targets.loihi.fixed_point import conv_weights_for_lava
+from hw_targets.loihi.network import (
     LoihiNetwork,
     NeuronGroup,
     Synapse,
     flat_index_perm_torch_to_lava,
     to_lava_layout,
 )
-from hw_targets.loihi_common import Precision
-from hw_targets.loihi_fixed_point import conv_weights_for_lava
-from neurall_neuro.errors import TargetError
+from hw_targets.loihi.options import Precision
+from hw_targets.loihi.spec import (
+    DELAY_EXTRA_MAX,
+    DU_MEMORYLESS,
+    LAVA_CONV_MAX_GROUPS,
+    MAX_UNROLLED_ENTRIES,
+    WEIGHT_BITS,
+    WEIGHT_MANT_STEP,
+)
+from neurall_neuro.errors import ConfigError, TargetError
 
-#: Largest unrolled conv (N_dst * N_src entries) the process backend builds as a Dense.
-MAX_UNROLLED_ENTRIES = 1 << 24
+#: ``backend`` values of the lava-sim target.
+BACKENDS = ("auto", "process", "netx")
 
 
 def lava_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Lava's (W, H, C) order of a torch (C, H, W) shape."""
     return tuple(reversed(shape))
 
 
@@ -57,6 +67,8 @@ class LavaGraph:
     spike_files: dict[str, tuple[Path, tuple[int, ...], str]] = field(default_factory=dict)
     voltage_files: dict[str, tuple[Path, tuple[int, ...], str]] = field(default_factory=dict)
     schedule: list[tuple[int, Any, np.ndarray]] = field(default_factory=list)
+    #: groups asked for voltages that have none (a spike source): ``{name: shape}``
+    zero_voltages: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 def conv_problem(network: LoihiNetwork, syn: Synapse) -> str | None:
@@ -73,6 +85,44 @@ def conv_problem(network: LoihiNetwork, syn: Synapse) -> str | None:
     return None
 
 
+def choose_backend(backend: str, netx_path: Path | None, precision: Precision) -> str:
+    """``backend`` checked; ``"auto"`` becomes ``"netx"`` for a netx file in fixed point,
+    else ``"process"``."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend == "auto":
+        return "netx" if netx_path is not None and precision == "fixed" else "process"
+    return backend
+
+
+def lava_problems(
+    network: LoihiNetwork | None, backend: str, netx_path: Path | None, precision: Precision
+) -> list[str]:
+    """What the chosen backend cannot run (messages). With ``network=None`` (a NIR graph
+    not quantised yet) only the backend's own requirements are checked; the synapses are
+    checked again when the network is known."""
+    problems: list[str] = []
+    if backend == "netx":
+        if netx_path is None:
+            problems.append(
+                "backend='netx' needs a netx file as the graph (it loads it with netx.hdf5.Network)"
+            )
+        if precision != "fixed":
+            problems.append(
+                "backend='netx' runs fixed point only (its neuron parameters are fixed-point values)"
+            )
+        return problems
+    for syn in network.synapses if network is not None else []:
+        problem = conv_problem(network, syn) if precision == "fixed" else None
+        if problem:
+            problems.append(problem)
+        if syn.kind == "dense" and syn.delay - 1 > DELAY_EXTRA_MAX:
+            problems.append(
+                f"synapse {syn.name!r}: delay {syn.delay} exceeds Lava DelayDense's 64 steps"
+            )
+    return problems
+
+
 def _lif(
     shape: tuple[int, ...],
     name: str,
@@ -85,7 +135,13 @@ def _lif(
     if group is None:  # relay neuron
         if precision == "fixed":
             return LIF(
-                shape=lava_shape(shape), du=4095, dv=0, vth=1, bias_mant=0, bias_exp=0, name=name
+                shape=lava_shape(shape),
+                du=DU_MEMORYLESS,
+                dv=0,
+                vth=1,
+                bias_mant=0,
+                bias_exp=0,
+                name=name,
             )
         return LIF(
             shape=lava_shape(shape), du=1.0, dv=0.0, vth=1.0, bias_mant=0.0, bias_exp=0, name=name
@@ -118,17 +174,13 @@ def _dense(weights: np.ndarray, exp: int, delay: int, precision: Precision, name
 
     kwargs: dict[str, Any] = {"name": name}
     if precision == "fixed":
-        kwargs.update(weight_exp=int(exp), num_weight_bits=8, sign_mode=SignMode.MIXED)
+        kwargs.update(weight_exp=int(exp), num_weight_bits=WEIGHT_BITS, sign_mode=SignMode.MIXED)
         weights = weights.astype(np.int32)
     else:
         weights = weights.astype(np.float64)
     if delay > 1:
         return DelayDense(weights=weights, delays=int(delay - 1), **kwargs)
     return Dense(weights=weights, **kwargs)
-
-
-LAVA_MAX_GROUPS = 127
-"""Lava's Conv process models hold ``groups`` in an int8 Var: 160 groups become -96."""
 
 
 def ungroup_conv_weight(weight: np.ndarray, groups: int) -> np.ndarray:
@@ -151,7 +203,7 @@ def _conv(weight: np.ndarray, syn: Synapse, src_shape: tuple[int, ...], name: st
     from lava.proc.conv.process import Conv
 
     groups = int(syn.groups)
-    if groups > LAVA_MAX_GROUPS:
+    if groups > LAVA_CONV_MAX_GROUPS:  # an int8 Var in Lava: 160 groups would become -96
         weight, groups = ungroup_conv_weight(weight, groups), 1
     lava_w = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1))
     return Conv(
@@ -184,7 +236,7 @@ def _recorders(
     workdir: Path,
     precision: Precision,
 ) -> None:
-    from hw_targets.lava_procs.recorders import SpikeRecorder, VarRecorder
+    from hw_targets.loihi.lava_procs.recorders import SpikeRecorder, VarRecorder
 
     for i, (name, (port, shape)) in enumerate(spike_ports.items()):
         path = workdir / f"spikes_{i}.bin"
@@ -262,12 +314,12 @@ def build_process_graph(
                     src_g.shape, f"{syn.name}.relay{k}", precision, None, np.zeros(src_g.shape)
                 )
                 c = src_g.shape[0]
-                ident_syn = Synapse(
+                ident_syn = Synapse(  # the smallest mantissa: v = 2 << 6 > vth << 6 = 64
                     f"{syn.name}.relay{k}.syn",
                     syn.src,
                     syn.src,
                     "conv",
-                    np.full((c, 1, 1, 1), 2),
+                    np.full((c, 1, 1, 1), WEIGHT_MANT_STEP),
                     groups=c,
                 )
                 ident_w = ident_syn.weight if precision == "fixed" else ident_syn.effective_weight
@@ -292,8 +344,17 @@ def build_process_graph(
         proc = _dense(weights, syn.weight_exp, syn.delay, precision, syn.name)
         _port_out(src_port, src_g.shape).connect(proc.s_in)
         _connect_to_group(proc.a_out, dst, dst_g.shape)
-    voltage_vars = {name: (procs[name].v, network.group(name).shape) for name in record_voltage}
+    # a replayed spike source (RingBuffer) has no voltage: it reads as zeros
+    # (read_recordings), as in the emulator
+    voltage_vars = {
+        name: (procs[name].v, network.group(name).shape)
+        for name in record_voltage
+        if hasattr(procs[name], "v")
+    }
     _recorders(graph, spike_ports, voltage_vars, steps, workdir, precision)
+    graph.zero_voltages = {
+        name: network.group(name).shape for name in record_voltage if name not in voltage_vars
+    }
     graph.root = procs[network.input]
     return graph
 
@@ -347,4 +408,9 @@ def read_recordings(graph: LavaGraph) -> tuple[dict[str, np.ndarray], dict[str, 
 
     spikes = {name: load(*info) for name, info in graph.spike_files.items()}
     volts = {name: load(*info) for name, info in graph.voltage_files.items()}
+    if graph.voltage_files or graph.zero_voltages:
+        steps = next(iter(spikes.values())).shape[0]
+        dtype = next(iter(graph.voltage_files.values()))[2] if graph.voltage_files else "int32"
+        for name, shape in graph.zero_voltages.items():
+            volts[name] = np.zeros((steps, *shape), dtype=dtype)
     return spikes, volts
