@@ -555,8 +555,11 @@ def spike_counts_from_runtime(
     timesteps: int | None = None,
     batch_size: int = 32,
     device: torch.device | str = "cpu",
+    events: bool = False,
 ) -> tuple[dict[str, torch.Tensor], int]:
-    """Run ``graph`` on the torch NIR runtime; per-neuron spike counts of every spiking node.
+    """Run ``graph`` on the torch NIR runtime; per-neuron spike counts of every spiking node
+    (``events``: ``images`` are event streams ``[T, N, ...]``, split along ``N``; the Input
+    node's events are counted too).
 
     Returns ``(counts, samples)``: counts summed over time and samples, shaped like each
     node's output.
@@ -567,12 +570,21 @@ def spike_counts_from_runtime(
     spiking = module.spiking_nodes()
     totals: dict[str, torch.Tensor] = {}
     samples = 0
-    batches = images.split(batch_size) if isinstance(images, torch.Tensor) else images
+    batches = (
+        images.split(batch_size, dim=1 if events else 0)
+        if isinstance(images, torch.Tensor)
+        else images
+    )
     for batch in batches:
         batch = batch[0] if isinstance(batch, tuple | list) else batch
         run = module.run(batch.to(device), timesteps=timesteps, record=spiking)
-        for node in spiking:
-            summed = run.recorded[node].sum(dim=(0, 1)).to(torch.int64).cpu()
+        recorded = {node: run.recorded[node] for node in spiking}
+        if events:
+            if not bool(((batch == 0) | (batch == 1)).all()):
+                raise ConfigError("event input must be binary (0/1 spikes [T, B, *input_shape])")
+            recorded[validate_graph(graph).flat.inputs[0]] = batch
+        for node, trace in recorded.items():
+            summed = trace.sum(dim=(0, 1)).to(torch.int64).cpu()
             totals[node] = totals[node] + summed if node in totals else summed
-        samples += batch.shape[0]
+        samples += batch.shape[1 if events else 0]
     return totals, samples

@@ -182,6 +182,9 @@ class NIRModel(ModelSource):
     name: str | None = None
     label: str = ""
     dt: float | str | None = None
+    #: the images are binary event streams ``[T, N, *input_shape]`` into the Input node
+    #: (``None``: detected from a tensor's shape, :func:`event_input`).
+    events: bool | None = None
 
     def model_name(self) -> str:
         from conversion.nir_io import graph_metadata
@@ -200,18 +203,35 @@ class NIRModel(ModelSource):
 
         device = "cpu" if options.device is None else str(options.device)
         graph = apply_dt(self.graph, self.dt)
+        events = self.events if self.events is not None else event_input(graph, images)
         spikes, samples, notes = spike_counts_on_target(
-            graph, images, self.target, self.timesteps, options.batch_size, device
+            graph, images, self.target, self.timesteps, options.batch_size, device, events
         )
         counts = count_nir(
             graph,
             spikes,
             self.timesteps,
             samples,
+            static_input=False if events else None,
+            input_spikes=events,
             fold_pooling=options.fold_pooling,
             name=self.name,
         )
+        if events:
+            notes.append("event input: the Input node's binary events drive its consumers (ACs)")
         return CountedModel(counts, None, list(notes))
+
+
+def event_input(graph: nir.NIRGraph, images: Any) -> bool:
+    """Whether ``images`` (a tensor) are event streams ``[T, N, *input_shape]`` for the
+    graph's single Input node rather than images ``[N, *input_shape]``."""
+    from conversion.nir_graph import validate_graph
+
+    info = validate_graph(graph)
+    if not isinstance(images, torch.Tensor) or len(info.flat.inputs) != 1:
+        return False
+    shape = tuple(int(d) for d in info.shapes[info.flat.inputs[0]][1])
+    return images.dim() == len(shape) + 2 and tuple(images.shape[2:]) == shape
 
 
 def nir_input_shape(graph: nir.NIRGraph) -> tuple[int, int, int]:

@@ -19,16 +19,37 @@ import nir
 import numpy as np
 import torch
 
+from conversion.nir_graph import validate_graph
 from energy.nir_counter import spike_counts_from_runtime
-from neurall_neuro.errors import NeurallError, TargetError
+from neurall_neuro.errors import ConfigError, NeurallError, TargetError
 
 
-def _batches(images: torch.Tensor | Iterable[Any], batch_size: int) -> Iterable[torch.Tensor]:
+def _batches(
+    images: torch.Tensor | Iterable[Any], batch_size: int, events: bool = False
+) -> Iterable[torch.Tensor]:
+    """Batches of ``images`` (``[N, ...]``), or of event streams ``[T, N, ...]`` split
+    along the sample dimension (``events``)."""
     if isinstance(images, torch.Tensor):
-        yield from images.split(batch_size)
+        yield from images.split(batch_size, dim=1 if events else 0)
         return
     for item in images:
         yield item[0] if isinstance(item, tuple | list) else item
+
+
+def require_binary_events(batch: torch.Tensor) -> None:
+    """Event input is counted as ACs of its events: it must hold 0/1 spikes only."""
+    if not bool(((batch == 0) | (batch == 1)).all()):
+        raise ConfigError(
+            "event input must be binary (0/1 spikes [T, B, *input_shape]); got other values. "
+            "Give images [B, C, H, W] for a graph that takes static input"
+        )
+
+
+def add_input_events(totals: dict[str, Any], name: str, batch: torch.Tensor) -> None:
+    """Add the per-position event counts of ``batch`` ``[T, B, *shape]`` to ``totals[name]``
+    (the Input node's spikes)."""
+    summed = batch.sum(dim=(0, 1)).to(torch.int64).cpu().numpy()
+    totals[name] = totals[name] + summed if name in totals else summed
 
 
 def _registry_has(name: str) -> bool:
@@ -50,14 +71,20 @@ def spike_counts_on_target(
     timesteps: int | None = None,
     batch_size: int = 32,
     device: str = "cpu",
+    events: bool = False,
 ) -> tuple[dict[str, Any], int, list[str]]:
     """Run ``graph`` on ``target``; returns ``(spike counts per node, samples, notes)``.
 
     Counts are per-neuron arrays (summed over time and samples) where the target records
-    spike trains, else per-node totals.
+    spike trains, else per-node totals. ``events``: ``images`` are binary event streams
+    ``[T, N, *input_shape]`` into the graph's Input node (the Loihi targets take them with
+    ``input_mode="events"``); the Input node's per-position event counts are added under
+    its name, so that its consumers are counted as ACs of those events.
     """
     if target == "torch" and not _registry_has("torch"):
-        counts, samples = spike_counts_from_runtime(graph, images, timesteps, batch_size, device)
+        counts, samples = spike_counts_from_runtime(
+            graph, images, timesteps, batch_size, device, events=events
+        )
         return (
             dict(counts),
             samples,
@@ -82,13 +109,19 @@ def spike_counts_on_target(
         steps = graph_metadata(graph).get("timesteps")
         if steps is None:
             raise TargetError("the graph's metadata has no 'timesteps'; pass timesteps")
-    deployed = runner.compile(graph, timesteps=int(steps), device=device, record="all")
+    options: dict[str, Any] = {"input_mode": "events"} if events and target != "torch" else {}
+    deployed = runner.compile(graph, timesteps=int(steps), device=device, record="all", **options)
+    input_name = validate_graph(graph).flat.inputs[0]
     totals: dict[str, Any] = {}
     approximate: set[str] = set()
     samples = 0
     try:
-        for batch in _batches(images, batch_size):
+        for batch in _batches(images, batch_size, events):
+            if events:
+                require_binary_events(batch)
             result = deployed.run(batch)
+            if events and input_name not in result.spikes:  # targets that do not record it
+                add_input_events(totals, input_name, batch)
             for name, trace in result.spikes.items():
                 summed = np.asarray(trace).astype(np.int64).sum(axis=(0, 1))
                 totals[name] = totals[name] + summed if name in totals else summed
@@ -97,7 +130,7 @@ def spike_counts_on_target(
                     approximate.add(name)
                     total = int(np.asarray(per_sample).sum())
                     totals[name] = totals.get(name, 0) + total
-            samples += int(batch.shape[0])
+            samples += int(batch.shape[1 if events else 0])
     finally:
         deployed.close()
     notes = [f"spike counts from target {target!r}"]

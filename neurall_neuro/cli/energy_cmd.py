@@ -189,6 +189,23 @@ def _random_images(args: argparse.Namespace, shape: tuple[int, int, int]) -> _Im
     )
 
 
+#: Spike probability per input element and step of ``--random`` event streams.
+RANDOM_EVENT_RATE = 0.3
+
+
+def _random_events(args: argparse.Namespace, shape: tuple[int, ...], steps: int) -> _Images:
+    """``--random N`` binary event streams ``[T, N, *shape]`` for a per-step (event) graph."""
+    import torch
+
+    def batches() -> Any:
+        generator = torch.Generator().manual_seed(args.seed)
+        rand = torch.rand(steps, args.random, *shape, generator=generator)
+        yield from (rand < RANDOM_EVENT_RATE).float().split(args.batch_size, dim=1)
+
+    label = f"{args.random} random event streams"
+    return _Images(batches, args.random, -(-args.random // args.batch_size), label)
+
+
 def _images(
     args: argparse.Namespace, preprocessing: dict[str, Any], shape: tuple[int, int, int]
 ) -> _Images:
@@ -197,7 +214,12 @@ def _images(
     return _dataset_images(args, preprocessing)
 
 
-def _data_description(args: argparse.Namespace) -> str:
+def _data_description(args: argparse.Namespace, events: bool = False) -> str:
+    if args.random and events:
+        return (
+            f"{args.random} random binary event streams (spike probability {RANDOM_EVENT_RATE} "
+            f"per element and step, seed {args.seed}); not real data"
+        )
     if args.random:
         return f"{args.random} uniform random images in [0, 1] (seed {args.seed}); not real data"
     return f"up to {args.n} images spread over {args.data}"
@@ -219,21 +241,40 @@ def _checkpoint_source(path: str, args: argparse.Namespace) -> Any:
     )
 
 
+def _graph_images(args: argparse.Namespace, graph: Any) -> tuple[_Images, bool]:
+    """``(images, events)`` for a NIR graph: with ``--random`` a per-step (event) graph gets
+    binary event streams ``[T, N, *shape]``, any other graph images ``[N, *shape]``."""
+    from conversion.nir_conventions import INPUT_PER_STEP
+    from conversion.nir_io import graph_metadata
+    from energy.sources import nir_input_shape
+    from neurall_neuro.errors import ConfigError
+
+    shape = nir_input_shape(graph)
+    metadata = graph_metadata(graph)
+    if bool(args.random) and metadata.get("input_encoding") == INPUT_PER_STEP:
+        steps = args.timesteps or metadata.get("timesteps")
+        if steps is None:
+            raise ConfigError("the graph's metadata has no 'timesteps'; pass --timesteps T")
+        return _random_events(args, shape, int(steps)), True
+    return _images(args, {"size": shape[1]}, shape), False
+
+
 def _graph_source(path: str, args: argparse.Namespace) -> Any:
     """A NIR file as a :class:`energy.sources.NIRModel` (run on ``--target``) with its images."""
     from conversion.nir_io import read_nir
-    from energy.sources import NIRModel, nir_input_shape
+    from energy.sources import NIRModel
 
     graph = read_nir(path)
-    shape = nir_input_shape(graph)
+    images, events = _graph_images(args, graph)
     return NIRModel(
         graph,
-        images=_images(args, {"size": shape[1]}, shape),
+        images=images,
         target=args.target,
         timesteps=args.timesteps,
         name=Path(path).name,
         label=path,
         dt=parsed_dt(args),
+        events=events,
     )
 
 
@@ -250,13 +291,15 @@ def _user_model_source(args: argparse.Namespace) -> Any:
         raise ConfigError(
             f"--data gives RGB images (3, S, S); the model's input is {shape}: use --random N"
         )
+    images, events = _graph_images(args, graph)
     return NIRModel(
         graph,
-        images=_images(args, {"size": shape[1]}, shape),
+        images=images,
         target=args.target,
         timesteps=args.timesteps,
         name=user.name,
         label=user.spec,
+        events=events,
     )
 
 
@@ -303,7 +346,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         fold_pooling=args.view == "hardware",
         device=args.device,
-        data=_data_description(args),
+        data=_data_description(args, events=bool(getattr(snn, "events", False))),
     )
     if args.plot:
         path = plot_report(report, args.plot)
