@@ -549,6 +549,15 @@ def count_nir(
     )
 
 
+def require_binary_events(batch: torch.Tensor) -> None:
+    """Event input is counted as ACs of its events: it must hold 0/1 spikes only."""
+    if not bool(((batch == 0) | (batch == 1)).all()):
+        raise ConfigError(
+            "event input must be binary (0/1 spikes [T, B, *input_shape]); got other values. "
+            "Give images [B, C, H, W] for a graph that takes static input"
+        )
+
+
 def spike_counts_from_runtime(
     graph: nir.NIRGraph,
     images: torch.Tensor | Iterable[Any],
@@ -568,6 +577,7 @@ def spike_counts_from_runtime(
 
     module = load_nir(graph).to(device)
     spiking = module.spiking_nodes()
+    input_name = validate_graph(graph).flat.inputs[0] if events else None
     totals: dict[str, torch.Tensor] = {}
     samples = 0
     batches = (
@@ -579,10 +589,9 @@ def spike_counts_from_runtime(
         batch = batch[0] if isinstance(batch, tuple | list) else batch
         run = module.run(batch.to(device), timesteps=timesteps, record=spiking)
         recorded = {node: run.recorded[node] for node in spiking}
-        if events:
-            if not bool(((batch == 0) | (batch == 1)).all()):
-                raise ConfigError("event input must be binary (0/1 spikes [T, B, *input_shape])")
-            recorded[validate_graph(graph).flat.inputs[0]] = batch
+        if input_name is not None:
+            require_binary_events(batch)
+            recorded[input_name] = batch
         for node, trace in recorded.items():
             summed = trace.sum(dim=(0, 1)).to(torch.int64).cpu()
             totals[node] = totals[node] + summed if node in totals else summed

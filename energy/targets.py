@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from conversion.nir_graph import validate_graph
-from energy.nir_counter import spike_counts_from_runtime
-from neurall_neuro.errors import ConfigError, NeurallError, TargetError
+from energy.nir_counter import require_binary_events, spike_counts_from_runtime
+from neurall_neuro.errors import NeurallError, TargetError
 
 
 def _batches(
@@ -34,15 +34,6 @@ def _batches(
         return
     for item in images:
         yield item[0] if isinstance(item, tuple | list) else item
-
-
-def require_binary_events(batch: torch.Tensor) -> None:
-    """Event input is counted as ACs of its events: it must hold 0/1 spikes only."""
-    if not bool(((batch == 0) | (batch == 1)).all()):
-        raise ConfigError(
-            "event input must be binary (0/1 spikes [T, B, *input_shape]); got other values. "
-            "Give images [B, C, H, W] for a graph that takes static input"
-        )
 
 
 def add_input_events(totals: dict[str, Any], name: str, batch: torch.Tensor) -> None:

@@ -33,6 +33,7 @@ from hw_targets.base import RunResult
 from hw_targets.parity import (
     LoweredGraphs,
     count_correlation,
+    format_fraction,
     format_latency,
     format_throughput,
 )
@@ -226,10 +227,6 @@ def _run_target(
     )
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
 def render_graph_table(report: GraphParityReport) -> str:
     """A plain-text table: one row per target, then the per-layer spike counts."""
     head = (
@@ -239,15 +236,15 @@ def render_graph_table(report: GraphParityReport) -> str:
     lines = [head, "-" * len(head)]
     lines.append(
         f"{report.reference + ' (ref)':<12} {'ref':<8} {report.n:>4} "
-        f"{_fmt(report.reference_accuracy, '.3f'):>9} {'':>7} {'':<14} {'':>9} {'':>12}"
+        f"{format_fraction(report.reference_accuracy):>9} {'':>7} {'':<14} {'':>9} {'':>12}"
     )
     for t in report.targets:
         if t.status != "ok":
             lines.append(f"{t.target:<12} {t.status:<8} {t.n:>4}  {t.reason[:70]}")
             continue
         lines.append(
-            f"{t.target:<12} {t.status:<8} {t.n:>4} {_fmt(t.accuracy, '.3f'):>9} "
-            f"{_fmt(t.agreement, '.3f'):>7} {t.agreement_of or '-':<14} "
+            f"{t.target:<12} {t.status:<8} {t.n:>4} {format_fraction(t.accuracy):>9} "
+            f"{format_fraction(t.agreement):>7} {t.agreement_of or '-':<14} "
             f"{format_latency(t.latency_ms_per_sample):>9} "
             f"{format_throughput(t.throughput_img_per_s):>12}"
         )
@@ -260,7 +257,7 @@ def render_graph_table(report: GraphParityReport) -> str:
             if entry is not None:
                 cells.append(
                     f"{t.target} {entry.spikes_per_sample:.1f} "
-                    f"(r={_fmt(entry.count_correlation, '.3f')})"
+                    f"(r={format_fraction(entry.count_correlation)})"
                 )
         lines.append("  " + " | ".join(cells))
     return "\n".join(lines)

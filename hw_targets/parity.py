@@ -563,7 +563,8 @@ def format_throughput(img_per_s: float | None) -> str:
     return f"{significant(img_per_s)} img/s"
 
 
-def _fraction(value: float | None) -> str:
+def format_fraction(value: float | None) -> str:
+    """A fraction or correlation with 3 decimals, ``n/a`` when it means nothing."""
     return "n/a" if value is None else f"{value:.3f}"
 
 
@@ -576,16 +577,16 @@ def render_table(report: ParityReport) -> str:
     )
     lines = [head, "-" * len(head)]
     lines.append(
-        f"{REFERENCE:<12} {'ref':<8} {report.n:>4} {_fraction(report.reference_accuracy):>9} "
-        f"{_fraction(1.0 if report.n else None):>7} {'':>10} {'':>13}"
+        f"{REFERENCE:<12} {'ref':<8} {report.n:>4} {format_fraction(report.reference_accuracy):>9} "
+        f"{format_fraction(1.0 if report.n else None):>7} {'':>10} {'':>13}"
     )
     for t in report.targets:
         if t.status != "ok":
             lines.append(f"{t.target:<12} {t.status:<8} {t.n:>4}  {t.reason[:70]}")
             continue
         lines.append(
-            f"{t.target:<12} {t.status:<8} {t.n:>4} {_fraction(t.accuracy):>9} "
-            f"{_fraction(t.agreement_with_norse):>7} {format_latency(t.latency_ms_per_sample):>10} "
+            f"{t.target:<12} {t.status:<8} {t.n:>4} {format_fraction(t.accuracy):>9} "
+            f"{format_fraction(t.agreement_with_norse):>7} {format_latency(t.latency_ms_per_sample):>10} "
             f"{format_throughput(t.throughput_img_per_s):>13}"
         )
     lines.append(
@@ -617,10 +618,10 @@ def _render_pairs(pairs: Sequence[PairParity]) -> list[str]:
             if c.counts_equal_fraction is not None
         ]
         lines.append(
-            f"{' vs '.join(pair.targets):<30} {pair.n:>4} {_fraction(pair.prediction_agreement):>7} "
+            f"{' vs '.join(pair.targets):<30} {pair.n:>4} {format_fraction(pair.prediction_agreement):>7} "
             f"{(f'{max(deltas):.4f}' if deltas else 'n/a'):>12} "
             f"{(f'{np.mean(corrs):.3f}' if corrs else 'n/a'):>10} "
-            f"{_fraction(float(np.mean(equal)) if equal else None):>13}"
+            f"{format_fraction(float(np.mean(equal)) if equal else None):>13}"
         )
     lines.append(
         f"(per layer, averaged over layers; n/a: a correlation needs >= {MIN_CORRELATION_SAMPLES} "

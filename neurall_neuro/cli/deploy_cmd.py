@@ -335,10 +335,6 @@ def _check_dt_options(args: argparse.Namespace, graph: Any, options: dict[str, d
             )
 
 
-#: Spike probability per input element and step of ``--random`` event streams.
-RANDOM_EVENT_RATE = 0.3
-
-
 def _graph_inputs(args: argparse.Namespace, graph: Any) -> tuple[Any, Any, dict[str, Any]]:
     """``(inputs, labels or None, source description)``: ``[N, *shape]`` images, or for a
     per-step (event) graph ``[T, N, *shape]`` binary events, from ``--random N`` or
@@ -346,9 +342,13 @@ def _graph_inputs(args: argparse.Namespace, graph: Any) -> tuple[Any, Any, dict[
     the graph's metadata names classes the dataset maps onto)."""
     import torch
 
-    from conversion.nir_conventions import INPUT_PER_STEP
     from conversion.nir_io import graph_metadata
     from energy.sources import nir_input_shape
+    from neurall_neuro.cli.model_options import (
+        RANDOM_EVENT_RATE,
+        random_event_steps,
+        random_events,
+    )
     from neurall_neuro.data.sampling import sample_images
 
     if (args.data is None) == (args.random is None):
@@ -362,12 +362,9 @@ def _graph_inputs(args: argparse.Namespace, graph: Any) -> tuple[Any, Any, dict[
         shape = tuple(int(d) for d in info.shapes[info.flat.inputs[0]][1])
         if args.random < 1:
             raise ConfigError(f"--random must be a positive number of inputs, got {args.random}")
-        generator = torch.Generator().manual_seed(args.seed)
-        if graph_metadata(graph).get("input_encoding") == INPUT_PER_STEP:
-            # A per-step (event) graph: N random binary event streams [T, N, *shape].
-            steps = int(args.timesteps or graph_metadata(graph).get("timesteps") or 1)
-            rand = torch.rand(steps, args.random, *shape, generator=generator)
-            inputs = (rand < RANDOM_EVENT_RATE).float()
+        steps = random_event_steps(args, graph)
+        if steps is not None:  # a per-step (event) graph: binary event streams [T, N, *shape]
+            inputs = random_events(args.random, shape, steps, args.seed)
             return (
                 inputs,
                 None,
@@ -378,6 +375,7 @@ def _graph_inputs(args: argparse.Namespace, graph: Any) -> tuple[Any, Any, dict[
                     "seed": args.seed,
                 },
             )
+        generator = torch.Generator().manual_seed(args.seed)
         inputs = torch.rand(args.random, *shape, generator=generator)
         return inputs, None, {"random": args.random, "seed": args.seed}
     shape = nir_input_shape(graph)

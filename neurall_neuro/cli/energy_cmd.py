@@ -189,18 +189,13 @@ def _random_images(args: argparse.Namespace, shape: tuple[int, int, int]) -> _Im
     )
 
 
-#: Spike probability per input element and step of ``--random`` event streams.
-RANDOM_EVENT_RATE = 0.3
-
-
 def _random_events(args: argparse.Namespace, shape: tuple[int, ...], steps: int) -> _Images:
     """``--random N`` binary event streams ``[T, N, *shape]`` for a per-step (event) graph."""
-    import torch
+    from neurall_neuro.cli.model_options import random_events
 
     def batches() -> Any:
-        generator = torch.Generator().manual_seed(args.seed)
-        rand = torch.rand(steps, args.random, *shape, generator=generator)
-        yield from (rand < RANDOM_EVENT_RATE).float().split(args.batch_size, dim=1)
+        events = random_events(args.random, shape, steps, args.seed)
+        yield from events.split(args.batch_size, dim=1)
 
     label = f"{args.random} random event streams"
     return _Images(batches, args.random, -(-args.random // args.batch_size), label)
@@ -216,6 +211,8 @@ def _images(
 
 def _data_description(args: argparse.Namespace, events: bool = False) -> str:
     if args.random and events:
+        from neurall_neuro.cli.model_options import RANDOM_EVENT_RATE
+
         return (
             f"{args.random} random binary event streams (spike probability {RANDOM_EVENT_RATE} "
             f"per element and step, seed {args.seed}); not real data"
@@ -244,18 +241,13 @@ def _checkpoint_source(path: str, args: argparse.Namespace) -> Any:
 def _graph_images(args: argparse.Namespace, graph: Any) -> tuple[_Images, bool]:
     """``(images, events)`` for a NIR graph: with ``--random`` a per-step (event) graph gets
     binary event streams ``[T, N, *shape]``, any other graph images ``[N, *shape]``."""
-    from conversion.nir_conventions import INPUT_PER_STEP
-    from conversion.nir_io import graph_metadata
     from energy.sources import nir_input_shape
-    from neurall_neuro.errors import ConfigError
+    from neurall_neuro.cli.model_options import random_event_steps
 
     shape = nir_input_shape(graph)
-    metadata = graph_metadata(graph)
-    if bool(args.random) and metadata.get("input_encoding") == INPUT_PER_STEP:
-        steps = args.timesteps or metadata.get("timesteps")
-        if steps is None:
-            raise ConfigError("the graph's metadata has no 'timesteps'; pass --timesteps T")
-        return _random_events(args, shape, int(steps)), True
+    steps = random_event_steps(args, graph)
+    if steps is not None:
+        return _random_events(args, shape, steps), True
     return _images(args, {"size": shape[1]}, shape), False
 
 

@@ -143,3 +143,32 @@ def parsed_dt(args: argparse.Namespace) -> float | str | None:
     from conversion.dt_conventions import parse_dt
 
     return parse_dt(args.dt)
+
+
+#: Spike probability per input element and step of ``--random`` event streams.
+RANDOM_EVENT_RATE = 0.3
+
+
+def random_event_steps(args: argparse.Namespace, graph: Any) -> int | None:
+    """``T`` of the ``--random`` inputs when they are binary event streams, i.e. for a
+    per-step (event) graph (``metadata["input_encoding"] == "per_step"``); ``None`` when
+    ``--random`` is not given or the graph takes static images."""
+    from conversion.nir_conventions import INPUT_PER_STEP
+    from conversion.nir_io import graph_metadata
+
+    metadata = graph_metadata(graph)
+    if not args.random or metadata.get("input_encoding") != INPUT_PER_STEP:
+        return None
+    steps = args.timesteps or metadata.get("timesteps")
+    if steps is None:
+        raise ConfigError("the graph's metadata has no 'timesteps'; pass --timesteps T")
+    return int(steps)
+
+
+def random_events(n: int, shape: Sequence[int], steps: int, seed: int) -> Any:
+    """``n`` seeded binary event streams ``[steps, n, *shape]``, each element spiking with
+    probability :data:`RANDOM_EVENT_RATE` per step."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.rand(steps, n, *shape, generator=generator) < RANDOM_EVENT_RATE).float()
