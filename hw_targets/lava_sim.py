@@ -10,7 +10,10 @@ models) or ``"floating_pt"`` (``precision="float"``: the same graph with the
 unquantised float parameters). Spikes and voltages are recorded through
 :mod:`hw_targets.loihi.lava_procs.recorders` into memory-mapped files.
 
-Ctrl-C during ``run`` stops Lava (its forked processes ignore SIGINT and are torn down
+Every blocking Lava call has a time limit (option ``timeout_s``); a hung sample is run
+again (``retries``), else :class:`~hw_targets.loihi.lava_runtime.LavaHung` is raised.
+``RunResult.extra["lava_phases_s"]`` says where the time went (build, compile, start,
+run, stop). Ctrl-C during ``run`` stops Lava (its forked processes ignore SIGINT and are torn down
 by the parent) and raises :class:`~hw_targets.loihi.lava_runtime.LavaInterrupted`, a
 ``KeyboardInterrupt`` saying how many samples had finished.
 
@@ -71,15 +74,34 @@ class LavaDeployed(Deployed):
             )
             if prepared.spikes is not None and self.backend == "netx":
                 raise TargetError("backend='netx' cannot take input spikes; use backend='process'")
-            trace, self.step_seconds = run_samples(
-                self.network, self.backend, self.netx_path, self.precision, self.plan, prepared
+            trace, self.step_seconds, timings = run_samples(
+                self.network,
+                self.backend,
+                self.netx_path,
+                self.precision,
+                self.plan,
+                prepared,
+                self.options["timeout_s"],
+                self.options["retries"],
             )
         result = assemble_result(
             self.network, self.plan, trace, self.target_name, sw.seconds, self._user_record
         )
         # seconds per hardware step inside Lava's run calls (no build / start-up), per sample
         result.extra["lava_step_s"] = self.step_seconds / max(prepared.batch, 1)
+        # seconds in each phase (build, compile, start, run, stop), summed over samples
+        result.extra["lava_phases_s"] = timings.as_dict()
         return result
+
+
+def _check_limits(timeout_s: Any, retries: Any) -> None:
+    """ConfigError unless ``timeout_s`` is a number >= 0 and ``retries`` an int >= 0."""
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s < 0:
+        raise ConfigError(
+            f"lava-sim: timeout_s must be seconds >= 0 (0: no limit), got {timeout_s!r}"
+        )
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"lava-sim: retries must be an int >= 0, got {retries!r}")
 
 
 @register_target("lava-sim")
@@ -98,6 +120,10 @@ class LavaSimTarget(Target):
         "are then quantised with input_encoding='events')",
         "quantization": QUANT_OPTION_HELP,
         "bias_schedule": BIAS_SCHEDULE_HELP,
+        "timeout_s": "least time limit in seconds of each blocking Lava call (start, a run chunk, "
+        "stop; longer for chunks once the pace per step is known); past it Lava is stopped and "
+        "LavaHung raised; 0: no limit (default 600)",
+        "retries": "how many times a sample whose Lava run hung is run again (default 1)",
     }
     lowered_form = "loihi-network"
     lowering_options = ("timesteps", "quantization")
@@ -109,6 +135,8 @@ class LavaSimTarget(Target):
             "input_mode": "auto",
             "quantization": None,
             "bias_schedule": "network",
+            "timeout_s": 600.0,
+            "retries": 1,
         }
     )
 
@@ -135,6 +163,7 @@ class LavaSimTarget(Target):
         if str(opts["device"]) != "cpu":
             raise ConfigError(f"lava-sim runs on the CPU only; got device={opts['device']!r}")
         precision = parse_precision(opts["precision"])
+        _check_limits(opts["timeout_s"], opts["retries"])
         resolved = resolve_graph(graph, opts["timesteps"], opts["quantization"], opts["input_mode"])
         network = apply_bias_schedule(resolved.network, opts["bias_schedule"])
         backend = choose_backend(opts["backend"], resolved.netx_path, precision)

@@ -61,3 +61,32 @@ def track(
         file=sys.stderr,
         flush=True,
     )
+
+
+class StepReporter:
+    """Progress lines for work inside one item of a longer loop (the steps of one Lava
+    sample): ``update(done)`` prints ``"{description}: {done}/{total} {unit} (S s)"`` to
+    stderr at most once every ``every_s`` seconds, the first only after ``every_s``, so
+    short items print nothing. Lines, not a bar: they also show under a running ``track``
+    bar on a terminal. Silent when progress is disabled (``NEURALL_NO_PROGRESS=1``)."""
+
+    def __init__(self, description: str, total: int, unit: str = "steps", every_s: float = 5.0):
+        self.description = description
+        self.total = total
+        self.unit = unit
+        self.every_s = every_s
+        self.enabled = progress_enabled()
+        self._start = self._last = time.monotonic()
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            return
+        self._last = now
+        print(
+            f"{self.description}: {done}/{self.total} {self.unit} ({now - self._start:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )

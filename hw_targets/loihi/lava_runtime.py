@@ -5,11 +5,14 @@ the process graph of one sample (:mod:`hw_targets.loihi.lava`), runs it with
 ``Loihi2SimCfg(select_tag="fixed_pt")`` (bit-accurate models) or ``"floating_pt"``,
 and always stops it.
 
-* The process graph is **rebuilt for every sample**: Lava keeps state in every process
-  (LIF u/v, the Dense/Conv/DelayDense buffers holding the last step's sums) and
-  resetting it goes through ``Var.set``, which moves data element by element (~0.2 ms
-  per value here), so a reset costs about as much as a rebuild of a small graph while a
-  rebuild guarantees a clean state.
+* The process graph is **rebuilt for every sample**, because in Lava 0.10 that is
+  cheaper than reusing it. Lava keeps state in every process (LIF u/v, the
+  Dense/Conv/DelayDense buffers holding the last step's sums); resetting it goes
+  through ``Var.set``, which sends the data element by element (18 us per value here:
+  about 15 s for the ~0.85 M state values of the shipped 64 px SE-SNN), while building,
+  compiling, starting and stopping its graph takes about 1.6 s. Lava's own cost is its
+  stepping: ~3 s per step for that network (283 k neurons, 14 steps, ~26 processes
+  on 2 cores), ~0.25 s per step even for a tiny one; :class:`LavaTimings` reports each phase.
 * **Bias schedule**: every group gets its bias from its ``bias_start_step`` on. The run
   is split into ``RunSteps`` chunks at those steps and the groups' ``bias_mant`` are
   set between chunks (a bias change takes effect at the next step: the bit-accurate
@@ -27,18 +30,28 @@ and always stops it.
   handler would be swallowed and leave the parent waiting for children that died), then
   aborts the run and raises :class:`LavaInterrupted` (a ``KeyboardInterrupt`` saying
   how many samples had finished).
+* **Hangs**: Lava has no watchdog (lava-nc/lava#178); a process that stops answering
+  would block ``run`` forever. Every blocking call (start, each run chunk, stop) has a
+  time limit (:class:`CallLimits`); past it, Lava is torn down and :class:`LavaHung`
+  raised, and :func:`run_samples` runs the sample again (``retries``).
+* **Progress**: a line every few seconds within a long sample (step k of N), under the
+  per-sample progress of :func:`run_samples`.
 
 Lava is imported only here, when a graph runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -56,7 +69,7 @@ from hw_targets.loihi.options import Precision
 from hw_targets.loihi.run import PreparedInputs, RawTrace, RunPlan
 from neurall_neuro.errors import TargetError
 from neurall_neuro.optional import require
-from neurall_neuro.progress import track
+from neurall_neuro.progress import StepReporter, track
 
 
 class LavaInterrupted(KeyboardInterrupt):
@@ -154,6 +167,92 @@ class _Deferred:
             raise KeyboardInterrupt
 
 
+@dataclass
+class LavaTimings:
+    """Seconds spent in each phase of Lava runs (summed over samples): ``build`` our process
+    graph, ``compile`` (Lava's compiler), ``start`` (``create_runtime``: Lava forks its
+    processes), ``run`` (inside ``run`` calls: Lava's own stepping), ``stop``."""
+
+    build: float = 0.0
+    compile: float = 0.0
+    start: float = 0.0
+    run: float = 0.0
+    stop: float = 0.0
+
+    def add(self, other: LavaTimings) -> None:
+        for name, value in dataclasses.asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: round(value, 4) for name, value in dataclasses.asdict(self).items()}
+
+
+class LavaHung(TargetError):
+    """A blocking Lava call (``phase``: start, run or stop) did not return within
+    ``seconds``: Lava has no watchdog of its own (lava-nc/lava#178), so a process that
+    stops answering would otherwise block the caller forever."""
+
+    def __init__(self, phase: str, seconds: float):
+        super().__init__(
+            f"Lava did not return from {phase} within {seconds:.0f} s; its processes were "
+            "stopped (raise the target option timeout_s if the network is this slow)"
+        )
+        self.phase = phase
+        self.seconds = seconds
+
+    def __reduce__(self) -> tuple:
+        return LavaHung, (self.phase, self.seconds)
+
+
+class _Expired(BaseException):
+    """Raised by the SIGALRM handler inside a Lava call that ran past its limit (a
+    BaseException, so that Lava's own ``except Exception`` clauses do not swallow it)."""
+
+
+class CallLimits:
+    """Time limits for the blocking Lava calls of one sample.
+
+    A call's limit is ``max(minimum_s, SLACK x the seconds per step measured so far in this
+    sample x the steps of the call)``, so slow networks are not cut off once their pace is
+    known. Enforced with ``SIGALRM`` (an interval timer is not inherited by the processes
+    Lava forks); only in the main thread, where Python delivers signals, and not at all for
+    ``minimum_s <= 0``.
+    """
+
+    #: How many times slower than the measured pace a call may be before it counts as hung.
+    SLACK = 20.0
+
+    def __init__(self, minimum_s: float):
+        self.minimum_s = minimum_s
+        self.step_s = 0.0
+
+    def seconds(self, steps: int = 0) -> float:
+        return max(self.minimum_s, self.SLACK * self.step_s * steps)
+
+    @contextmanager
+    def limit(self, phase: str, steps: int = 0) -> Iterator[None]:
+        """Raise :class:`LavaHung` if the block runs longer than :meth:`seconds`."""
+        if self.minimum_s <= 0 or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        seconds = self.seconds(steps)
+        previous = signal.signal(signal.SIGALRM, _raise_expired)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+            try:
+                yield
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        except _Expired:
+            raise LavaHung(phase, seconds) from None
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+
+
+def _raise_expired(signum: int, frame: FrameType | None) -> None:
+    raise _Expired
+
+
 def run_sample(
     network: LoihiNetwork,
     backend: str,
@@ -162,21 +261,30 @@ def run_sample(
     plan: RunPlan,
     bias: np.ndarray | None,
     spikes: np.ndarray | None,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], float]:
+    timeout_s: float = 0.0,
+    label: str = "lava-sim",
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], float, LavaTimings]:
     """Build, run (in bias-schedule chunks) and stop the Lava graph of one sample.
 
-    Returns the recorded spikes and voltages and the seconds per step spent inside
-    Lava's ``run`` calls after the first step (the first ``run`` call, one step, also
-    sets the freshly started processes going). The graph is compiled, then its runtime
-    created (Lava forks its processes) with SIGINT deferred (:class:`InterruptGuard`).
+    Returns the recorded spikes and voltages, the seconds per step spent inside Lava's
+    ``run`` calls after the first step (the first ``run`` call, one step, also sets the
+    freshly started processes going) and the time of each phase (:class:`LavaTimings`).
+    The graph is compiled, then its runtime created (Lava forks its processes) with SIGINT
+    deferred (:class:`InterruptGuard`). ``timeout_s``: the least time limit of each
+    blocking Lava call (:class:`CallLimits`; 0: none); a call past its limit stops Lava
+    and raises :class:`LavaHung`. Progress lines (``label``) every few seconds.
     """
     require("lava.magma", "lava", "the lava-sim target")
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
 
     steps = plan.hardware_steps
+    timings = LavaTimings()
+    limits = CallLimits(timeout_s)
+    progress = StepReporter(label, steps)
     with InterruptGuard() as guard, tempfile.TemporaryDirectory(prefix="neurall-lava-") as tmp:
         workdir = Path(tmp)
+        t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if backend == "netx":
@@ -193,11 +301,15 @@ def run_sample(
         boundaries = sorted(
             {s for s, _, _ in graph.schedule if 0 < s < steps} | {min(1, steps), steps}
         )
+        t1 = time.perf_counter()
         executable = graph.root.compile(cfg)  # no child processes yet: interruptible
+        t2 = time.perf_counter()
+        timings.build, timings.compile = t1 - t0, t2 - t1
         run_s = 0.0
         try:
-            with guard.deferred():  # Lava forks and starts its processes
+            with guard.deferred(), limits.limit("start"):  # Lava forks and starts its processes
                 graph.root.create_runtime(executable=executable)
+            timings.start = time.perf_counter() - t2
             done = 0
             for boundary in boundaries:
                 for start, proc, value in graph.schedule:
@@ -209,10 +321,15 @@ def run_sample(
                         )
                 condition = RunSteps(num_steps=boundary - done)
                 t0 = time.perf_counter()
-                graph.root.run(condition=condition)
+                with limits.limit(f"run (steps {done + 1}-{boundary} of {steps})", boundary - done):
+                    graph.root.run(condition=condition)
+                seconds = time.perf_counter() - t0
+                timings.run += seconds
+                limits.step_s = max(limits.step_s, seconds / (boundary - done))
                 if done > 0:  # the first call (one step) also sets the processes going
-                    run_s += time.perf_counter() - t0
+                    run_s += seconds
                 done = boundary
+                progress.update(done)
         except BaseException as exc:
             with guard.deferred(raise_pending=False):  # a second Ctrl-C must not stop the cleanup
                 failures = _abort(graph.root)
@@ -221,10 +338,16 @@ def run_sample(
                     "Lava failed while running the network: " + " | ".join(failures)
                 ) from exc
             raise
-        with guard.deferred():
-            _stop(graph.root)
+        t0 = time.perf_counter()
+        try:
+            with guard.deferred(), limits.limit("stop"):
+                _stop(graph.root)
+        except LavaHung:
+            _abort(graph.root)
+            raise
+        timings.stop = time.perf_counter() - t0
         spikes, volts = read_recordings(graph)
-        return spikes, volts, run_s / max(steps - 1, 1)
+        return spikes, volts, run_s / max(steps - 1, 1), timings
 
 
 def _stop(root: Any) -> None:
@@ -289,27 +412,51 @@ def run_samples(
     precision: Precision,
     plan: RunPlan,
     prepared: PreparedInputs,
-) -> tuple[RawTrace, float]:
+    timeout_s: float = 0.0,
+    retries: int = 0,
+) -> tuple[RawTrace, float, LavaTimings]:
     """Run every sample of ``prepared`` (one Lava run each) and join them into one
     :class:`RawTrace`; also returns the summed seconds per step inside Lava's ``run``
-    calls (see :func:`run_sample`). A ``KeyboardInterrupt`` (Ctrl-C) stops Lava and
-    becomes :class:`LavaInterrupted`, which says how many samples had finished."""
+    calls and the summed :class:`LavaTimings` (see :func:`run_sample`).
+
+    A sample whose Lava run hangs (:class:`LavaHung`, limits from ``timeout_s``) is run
+    again from a new process graph up to ``retries`` times, with a ``RuntimeWarning``
+    each time (the runs are deterministic: a retry gives the result the hung run would
+    have given). A ``KeyboardInterrupt`` (Ctrl-C) stops Lava and becomes
+    :class:`LavaInterrupted`, which says how many samples had finished."""
     per_sample: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
     step_seconds = 0.0
+    timings = LavaTimings()
+    label = f"lava-sim ({precision})"
     with InterruptGuard():  # also covers the gaps between samples
         try:
-            for b in track(range(prepared.batch), f"lava-sim ({precision}) samples"):
-                spikes_b, volts_b, run_s = run_sample(
-                    network,
-                    backend,
-                    netx_path,
-                    precision,
-                    plan,
-                    None if prepared.bias is None else prepared.bias[b],
-                    None if prepared.spikes is None else prepared.spikes[:, b],
-                )
+            for b in track(range(prepared.batch), f"{label} samples"):
+                for attempt in range(retries + 1):
+                    try:
+                        spikes_b, volts_b, run_s, sample_timings = run_sample(
+                            network,
+                            backend,
+                            netx_path,
+                            precision,
+                            plan,
+                            None if prepared.bias is None else prepared.bias[b],
+                            None if prepared.spikes is None else prepared.spikes[:, b],
+                            timeout_s,
+                            f"{label} sample {b + 1}/{prepared.batch}",
+                        )
+                        break
+                    except LavaHung as exc:
+                        if attempt == retries:
+                            raise
+                        warnings.warn(
+                            f"lava-sim sample {b + 1}: {exc}; running it again "
+                            f"(attempt {attempt + 2} of {retries + 1})",
+                            RuntimeWarning,
+                            stacklevel=2,
+                        )
                 per_sample.append((spikes_b, volts_b))
                 step_seconds += run_s
+                timings.add(sample_timings)
         except KeyboardInterrupt as exc:
             if isinstance(exc, LavaInterrupted):
                 raise
@@ -325,4 +472,5 @@ def run_samples(
         n: np.stack([s[n] for s, _ in per_sample], axis=1).astype(np.uint8) for n in plan.record
     }
     volts = {n: np.stack([v[n] for _, v in per_sample], axis=1) for n in plan.record_voltage}
-    return RawTrace(plan.hardware_steps, precision, counts, spikes, volts), step_seconds
+    trace = RawTrace(plan.hardware_steps, precision, counts, spikes, volts)
+    return trace, step_seconds, timings

@@ -369,3 +369,88 @@ def test_sigint_while_lava_starts_its_processes_is_deferred(chain_graph, monkeyp
     assert started == [True]  # Lava finished starting before the interrupt was raised
     _wait_for_no_children(before)
     assert "Traceback" not in capfd.readouterr().err
+
+
+def _hanging_conv(monkeypatch, marker_dir, hangs: int):
+    """Make Lava's conv (inside a forked process model) block forever on its first call in
+    each of the first ``hangs`` Lava runs (a marker file per run, seen by later forks)."""
+    import lava.proc.conv.utils as conv_utils
+
+    real_conv = conv_utils.conv
+
+    def conv(*args, **kwargs):
+        runs = len(list(marker_dir.glob("hung-*")))
+        if runs < hangs:
+            (marker_dir / f"hung-{runs}").touch()
+            time.sleep(3600)
+        return real_conv(*args, **kwargs)
+
+    monkeypatch.setattr(conv_utils, "conv", conv)  # inherited by the forked children
+
+
+def test_a_hung_lava_run_is_stopped_and_reported(chain_graph, monkeypatch, tmp_path):
+    """A Lava process that stops answering blocks ``run`` only until the call's time
+    limit: then Lava is torn down and LavaHung names the phase; nothing is left behind."""
+    from hw_targets.loihi.lava_runtime import LavaHung
+
+    images = np.random.default_rng(0).uniform(0, 1, (1, 2, 6, 6))
+    dep = get_target("lava-sim").compile(
+        chain_graph(), timesteps=3, quantization={"calibration": images}, timeout_s=2, retries=0
+    )
+    _hanging_conv(monkeypatch, tmp_path, hangs=5)
+    before = len(_lava_children())
+    t0 = time.monotonic()
+    with pytest.raises(LavaHung, match=r"did not return from run \(steps 1-1 of \d+\) within 2 s"):
+        dep.run(images)
+    assert time.monotonic() - t0 < 60
+    assert len(list(tmp_path.glob("hung-*"))) == 1
+    _wait_for_no_children(before)
+
+
+def test_a_hung_sample_is_run_again_with_a_warning(chain_graph, monkeypatch, tmp_path):
+    """With retries, a sample whose run hung is rebuilt and run again: the result equals
+    loihi-emu's (bit-exact), and a RuntimeWarning says what happened."""
+    images = np.random.default_rng(0).uniform(0, 1, (2, 2, 6, 6))
+    options = {"timesteps": 3, "quantization": {"calibration": images}, "record": "all"}
+    emu = get_target("loihi-emu").compile(chain_graph(), **options).run(images)
+    dep = get_target("lava-sim").compile(chain_graph(), timeout_s=2, retries=1, **options)
+    _hanging_conv(monkeypatch, tmp_path, hangs=1)
+    with pytest.warns(RuntimeWarning, match=r"sample 1: Lava did not return .*\(attempt 2 of 2\)"):
+        res = dep.run(images)
+    assert len(list(tmp_path.glob("hung-*"))) == 1
+    for name, spikes in emu.spikes.items():
+        np.testing.assert_array_equal(res.spikes[name], spikes, err_msg=name)
+    phases = res.extra["lava_phases_s"]
+    assert set(phases) == {"build", "compile", "start", "run", "stop"}
+    assert phases["run"] > 0 and phases["start"] > 0
+
+
+@pytest.mark.parametrize(
+    "option", [{"timeout_s": -1}, {"timeout_s": "soon"}, {"retries": -1}, {"retries": 1.5}]
+)
+def test_bad_time_limits_are_rejected(chain_graph, option):
+    from neurall_neuro.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=next(iter(option))):
+        get_target("lava-sim").compile(chain_graph(), timesteps=3, **option)
+
+
+def test_progress_within_a_sample(chain_graph, monkeypatch, capfd):
+    """A long sample reports its steps (here: a line after every run chunk) on stderr."""
+    import functools
+
+    import hw_targets.loihi.lava_runtime as lava_runtime
+    from neurall_neuro.progress import StepReporter
+
+    monkeypatch.delenv("NEURALL_NO_PROGRESS", raising=False)
+    monkeypatch.setattr(lava_runtime, "StepReporter", functools.partial(StepReporter, every_s=0))
+    images = np.random.default_rng(0).uniform(0, 1, (1, 2, 6, 6))
+    dep = get_target("lava-sim").compile(
+        chain_graph(), timesteps=3, quantization={"calibration": images}
+    )
+    capfd.readouterr()
+    res = dep.run(images)
+    err = capfd.readouterr().err
+    steps = res.hardware_steps
+    assert f"lava-sim (fixed) sample 1/1: {steps}/{steps} steps" in err, err
+    assert "lava-sim (fixed) sample 1/1: 1/" in err, err
