@@ -8,7 +8,8 @@ Writes ``pretrained/<name>.pt`` (the run's best checkpoint, self-describing, loa
 val / test), ``pretrained/<name>.json`` (the machine-readable card) and
 ``pretrained/<name>.md`` (the card). Every figure in the card is measured here: the
 validation and test splits are re-evaluated (bootstrap CIs, grayscale and stain-jitter
-robustness) and the batch-1 CPU latency is timed. ``--no-checkpoint`` writes the card
+robustness), the SE gates' open rates are measured on the test split (for models with SE
+blocks) and the batch-1 CPU latency is timed. ``--no-checkpoint`` writes the card
 only (for ablations).
 
 The published checkpoint keeps the hashes of its training and validation images (from
@@ -34,10 +35,13 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from neurall_neuro.benchmarking import cpu_model, time_it  # noqa: E402
+from neurall_neuro.data.dataset import ImageDataset  # noqa: E402
 from neurall_neuro.data.layouts import load_cohort  # noqa: E402
+from neurall_neuro.data.preprocess import Preprocessing  # noqa: E402
 from neurall_neuro.data.sampling import sample_images  # noqa: E402
 from neurall_neuro.data.splits import Split  # noqa: E402
 from neurall_neuro.evaluation.evaluator import evaluate  # noqa: E402
+from neurall_neuro.evaluation.gates import gate_statistics, render_gate_table  # noqa: E402
 from neurall_neuro.evaluation.training_images import (  # noqa: E402
     REMEMBERED_PARTS,
     TrainingImageHashes,
@@ -78,6 +82,14 @@ def saliency_figure(best, data: Path, split_file: Path, path: Path, title: str) 
     batch = sample_images(test, best.preprocessing, class_names=best.class_names)
     result = class_mean_maps(best.model, batch.images, batch.labels, best.class_names)
     return plot_class_mean_maps(result, path, f"{title}: mean saliency per true class, test split")
+
+
+def se_gate_statistics(best, data: Path, split_file: Path) -> dict:
+    """Open rates of the SE gates over the test split, the images ``evaluate`` scores
+    (``GateStatistics.to_dict()``; no layers for a model without SE gates)."""
+    test = Split.load(split_file).apply(load_cohort(data, bad_images="skip"))["test"]
+    dataset = ImageDataset(test, Preprocessing.from_dict(best.preprocessing), augment=False)
+    return gate_statistics(best.model, dataset, device="cpu", progress=False).to_dict()
 
 
 def main() -> None:
@@ -173,6 +185,7 @@ def main() -> None:
         "saliency_figure": saliency_figure(
             best, args.data, run / "split.json", args.out / f"{args.name}.saliency.png", args.name
         ).name,
+        "se_gates": se_gate_statistics(best, args.data, run / "split.json"),
         "paper_neurallnet": PAPER,
         "notes": args.note,
         "checkpoint": None if args.no_checkpoint else f"{args.name}.pt",
@@ -303,7 +316,7 @@ def render_card(card: dict) -> str:
         f"NeurALLNet paper, for reference (its own split, hardware and resolution): accuracy {_pct(p['accuracy'])} "
         f"(95 % CI {_ci(p['accuracy_ci95'])}), {p['parameters']} parameters, {p['megabytes']} MB, "
         f"{p['cpu_latency_ms']} ms CPU / {p['gpu_latency_ms']} ms GPU per image.",
-        "",
+        *gate_section(card),
         "## Limitations",
         "",
         "* All figures come from one hospital's development images split by us; the held-out 20 % of the "
@@ -319,6 +332,36 @@ def render_card(card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def gate_section(card: dict) -> list[str]:
+    """The "SE gate statistics" section (nothing for cards written before it existed)."""
+    gates = card.get("se_gates")
+    if gates is None:
+        return [""]
+    threshold = f"{100 * gates['always_open_threshold']:g} %"
+    always = gates["always_open_layers"]
+    lines = [
+        "",
+        "## SE gate statistics",
+        "",
+    ]
+    if gates["layers"]:
+        lines += [
+            f"How often each SE gate lets its channel through, over the {gates['n_images']} test "
+            "images: a gate neuron-step is one channel of one image at one timestep; it is open "
+            "when the spiking gate fires (analog gates: gate value >= "
+            f"{gates['analog_open_at']:g}). Per image: the layer's open rate on one image, "
+            "across images; per channel: the channels' open rates and the largest spread of one "
+            "channel's per-image open rate across images. A layer open on at least "
+            f"{threshold} of its neuron-steps is flagged as always open: it is nearly an identity "
+            "that still costs its squeeze, excitation and gating operations.",
+            "",
+        ]
+    lines += [render_gate_table(gates), ""]
+    if always:
+        lines += [f"Always open (>= {threshold}): {', '.join(f'`{n}`' for n in always)}.", ""]
+    return lines
 
 
 if __name__ == "__main__":

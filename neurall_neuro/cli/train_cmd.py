@@ -84,6 +84,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(256; 0 = keep torch's moving averages)",
     )  # fmt: skip
 
+    g = p.add_argument_group(
+        "knowledge distillation (loss: (1 - A) * CE + A * T^2 * KL(teacher/T || student/T))"
+    )
+    g.add_argument(
+        "--teacher", metavar="CKPT",
+        help="distil from this trained checkpoint (same classes and preprocessing as the student)",
+    )  # fmt: skip
+    g.add_argument(
+        "--kd-temperature", dest="kd_temperature", type=float, metavar="T",
+        help="softmax temperature of the distillation term (4; > 0)",
+    )  # fmt: skip
+    g.add_argument(
+        "--kd-alpha", dest="kd_alpha", type=float, metavar="A",
+        help="weight of the distillation term, in [0, 1] (0.7; 1 ignores the labels)",
+    )  # fmt: skip
+
     g = p.add_argument_group("split")
     g.add_argument("--split-file", dest="split_file", help="reuse this split.json")
     g.add_argument(

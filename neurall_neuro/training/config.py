@@ -11,6 +11,7 @@ classes, split sizes, environment) is informational and ignored when read back.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,9 @@ import yaml
 from neurall_neuro.errors import ConfigError
 
 SCHEDULERS: tuple[str, ...] = ("plateau", "cosine", "none")
+#: Knowledge-distillation defaults (Hinton et al. 2015; see neurall_neuro.training.distillation).
+DEFAULT_KD_TEMPERATURE = 4.0
+DEFAULT_KD_ALPHA = 0.7
 #: Keys of a run's config.yaml that are output, not input.
 INFORMATIONAL_KEYS: tuple[str, ...] = ("resolved",)
 
@@ -53,6 +57,11 @@ class TrainConfig:
         recomputed from this many training images (fixed random subset, no
         augmentation; 0 keeps torch's moving averages; see
         :mod:`neurall_neuro.training.precise_bn`).
+    Knowledge distillation (:mod:`neurall_neuro.training.distillation`):
+        ``teacher``: a checkpoint whose softened scores the student also learns from
+        (same classes and preprocessing; ``None``: plain training); the loss is
+        ``(1 - kd_alpha) CE + kd_alpha T^2 KL(softmax(teacher/T) || softmax(student/T))``
+        with ``T = kd_temperature`` (defaults 4 and 0.7; other values need a teacher).
     Execution:
         ``device`` (``auto``/``cpu``/``cuda``), ``seed``, ``deterministic``,
         ``num_workers`` (data loader processes; 0 = in the training process),
@@ -83,6 +92,9 @@ class TrainConfig:
     augment: bool = True
     amp: bool | None = None
     bn_recal_images: int = 256
+    teacher: str | Path | None = None
+    kd_temperature: float = DEFAULT_KD_TEMPERATURE
+    kd_alpha: float = DEFAULT_KD_ALPHA
     device: str = "auto"
     seed: int = 0
     deterministic: bool = True
@@ -133,9 +145,27 @@ class TrainConfig:
             raise ConfigError(
                 f"model_options must be a mapping of model config keys, got {self.model_options!r}"
             )
+        self._validate_distillation()
         if self.device != "auto" and not str(self.device).startswith(("cpu", "cuda")):
             raise ConfigError(
                 f"device={self.device!r} is invalid; valid options: auto, cpu, cuda[:N]"
+            )
+
+    def _validate_distillation(self) -> None:
+        temperature, alpha = self.kd_temperature, self.kd_alpha
+        if not (_is_number(temperature) and math.isfinite(temperature) and temperature > 0):
+            raise ConfigError(f"kd_temperature must be a number > 0, got {temperature!r}")
+        if not (_is_number(alpha) and 0.0 <= alpha <= 1.0):
+            raise ConfigError(f"kd_alpha must be a number in [0, 1], got {alpha!r}")
+        if self.teacher is None:
+            if temperature != DEFAULT_KD_TEMPERATURE or alpha != DEFAULT_KD_ALPHA:
+                raise ConfigError(
+                    "kd_temperature and kd_alpha apply only to knowledge distillation; "
+                    "give the teacher checkpoint too (--teacher CKPT)"
+                )
+        elif not isinstance(self.teacher, (str, Path)) or str(self.teacher).strip() == "":
+            raise ConfigError(
+                f"teacher must be the path of a checkpoint file, got {self.teacher!r}"
             )
 
     @property
@@ -158,6 +188,10 @@ class TrainConfig:
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
         """Build from a recipe mapping (see the module docstring); unknown keys raise."""
         return cls(**normalize_keys(values))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

@@ -5,6 +5,9 @@ balancing). Epoch figures are exact over the whole split, also under DDP: every
 process sums ``weighted loss``, ``weight``, ``correct`` and ``count`` over its shard and
 the sums are all-reduced, so the epoch loss is ``sum_i w_{y_i} l_i / sum_i w_{y_i}``
 (the same normalisation as ``F.cross_entropy(..., weight=w)`` over the whole split).
+With a ``distiller`` (knowledge distillation, training passes only) the training loss
+is :func:`neurall_neuro.training.distillation.distillation_loss` instead, logged the
+same way; validation passes always use the hard-label loss.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from neurall_neuro.training.distillation import Distiller
 from neurall_neuro.training.distributed import DistContext, all_reduce_sum
 from neurall_neuro.training.progress_bar import EpochProgress
 
@@ -38,11 +42,13 @@ def run_epoch(
     scaler: torch.amp.GradScaler | None = None,
     amp: bool = False,
     progress: EpochProgress | None = None,
+    distiller: Distiller | None = None,
 ) -> EpochStats:
     """Train (``optimizer`` given) or evaluate ``model`` for one pass over ``loader``.
 
     ``amp`` runs forward passes under autocast (CUDA); ``scaler`` scales the loss for
-    float16 gradients. Returns statistics all-reduced over the DDP processes.
+    float16 gradients. ``distiller`` adds the teacher's soft targets to the training
+    loss (ignored when evaluating). Returns statistics all-reduced over the DDP processes.
     """
     training = optimizer is not None
     model.train(training)
@@ -57,7 +63,10 @@ def run_epoch(
             labels = labels.to(device, non_blocking=True)
             with torch.autocast(device_type=device.type, enabled=amp):
                 logits = model(images)
-            loss = F.cross_entropy(logits.float(), labels, weight=w)
+            if training and distiller is not None:
+                loss = distiller.loss(logits.float(), images, labels, w)
+            else:
+                loss = F.cross_entropy(logits.float(), labels, weight=w)
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:

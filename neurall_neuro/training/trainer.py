@@ -14,6 +14,11 @@ A run directory holds::
     test_metrics.json  evaluation of best.pt on the test split (and test/ with the
                        predictions and confusion matrix)
 
+With a ``teacher`` (knowledge distillation, :mod:`neurall_neuro.training.distillation`)
+the training loss adds the teacher's softened scores; config.yaml (``resolved``) and the
+checkpoints' metadata (``distillation``) record the teacher's path and SHA-256, ``T`` and
+``alpha``.
+
 Reproducibility: the run is seeded, uses ``torch.use_deterministic_algorithms(True,
 warn_only=True)``, and seeds every epoch from ``(seed, epoch, rank)``, so on CPU a run
 resumed from ``last.pt`` ends with exactly the weights of an uninterrupted run.
@@ -45,6 +50,7 @@ from neurall_neuro.training.class_weights import class_weights
 from neurall_neuro.training.config import TrainConfig
 from neurall_neuro.training.curves import plot_curves
 from neurall_neuro.training.data import TrainingData, prepare_data
+from neurall_neuro.training.distillation import Distiller, load_teacher
 from neurall_neuro.training.distributed import (
     DistContext,
     ShardSampler,
@@ -208,7 +214,12 @@ def _check_run_dir(config: TrainConfig) -> None:
 
 
 def _metadata(
-    config: TrainConfig, data: TrainingData, epoch: int, stats: EpochStats | None, ctx: DistContext
+    config: TrainConfig,
+    data: TrainingData,
+    epoch: int,
+    stats: EpochStats | None,
+    ctx: DistContext,
+    distillation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "epoch": epoch,
@@ -222,6 +233,8 @@ def _metadata(
         "train_counts": data.parts["train"].counts(),
         "train_config": config.to_dict(),
     }
+    if distillation is not None:
+        meta["distillation"] = dict(distillation)
     if stats is not None:
         meta["val_loss"] = stats.loss
         meta["val_acc"] = stats.accuracy
@@ -249,6 +262,7 @@ def _write_config(
     ctx: DistContext,
     amp: bool,
     threads: int,
+    distillation: dict[str, Any] | None = None,
 ) -> Path:
     size = model_size(model)
     payload = config.to_dict()
@@ -269,6 +283,8 @@ def _write_config(
         "neurall_neuro_version": __version__,
         "torch_version": str(torch.__version__),
     }
+    if distillation is not None:
+        payload["resolved"]["distillation"] = dict(distillation)
     path = Path(config.out) / CONFIG
     text = (
         "# neurall train: resolved configuration (reusable with --config; 'resolved' is ignored)\n"
@@ -309,6 +325,14 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainResult:
 
     cohort = load_cohort(config.data, config.layout, bad_images="skip")
     model, preprocessing = build_model(config, len(cohort.class_names))
+    distiller, distillation = None, None
+    if config.teacher is not None:
+        teacher = load_teacher(
+            config.teacher, list(cohort.class_names), preprocessing.to_dict(),
+            int(model.config.input_size), ctx.device,
+        )  # fmt: skip
+        distiller = Distiller(teacher, config.kd_temperature, config.kd_alpha, amp=amp)
+        distillation = teacher.record(config.kd_temperature, config.kd_alpha)
     barrier(ctx)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -341,6 +365,7 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainResult:
         state = payload.get("training_state")
         if state is None:
             raise CheckpointError(f"{run_dir / LAST} has no training state to resume from")
+        _check_resumed_teacher(run_dir / LAST, payload.get("metadata", {}), distillation)
         unwrapped.load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
@@ -357,13 +382,18 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainResult:
         log(f"resuming {run_dir} after epoch {start_epoch - 1}")
 
     if ctx.is_main:
-        _write_config(config, unwrapped, data, ctx, amp, threads)
+        _write_config(config, unwrapped, data, ctx, amp, threads, distillation)
     size = model_size(unwrapped)
     log(
         f"model {config.model}: {size.describe()}; device {ctx.device}"
         + (f" x{ctx.world_size} ({ctx.backend})" if ctx.distributed else "")
         + f", amp {'on' if amp else 'off'}, threads {threads}"
     )
+    if distillation is not None:
+        log(
+            f"distilling from teacher {distillation['teacher_model']} ({distillation['teacher']}): "
+            f"T {config.kd_temperature:g}, alpha {config.kd_alpha:g}"
+        )
 
     # Loaders. Shuffling draws from `loader_gen`, reseeded every epoch (resumable).
     loader_gen = torch.Generator()
@@ -418,7 +448,9 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainResult:
         with EpochProgress(
             f"{label} train", len(train_loader), enabled=config.log and ctx.is_main
         ) as bar:
-            train_stats = run_epoch(model, train_loader, ctx, weights, optimizer, scaler, amp, bar)
+            train_stats = run_epoch(
+                model, train_loader, ctx, weights, optimizer, scaler, amp, bar, distiller
+            )
         t_train = time.monotonic() - t0
         if recal_loader is not None:  # population BN statistics of this epoch's weights
             recalibrate_batchnorm(model, recal_loader, ctx, amp)
@@ -453,7 +485,7 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainResult:
             over_time = all_reduce_max(time.monotonic() - run_start, ctx) > config.time_limit_s
         if ctx.is_main:
             write_history(run_dir / METRICS, history)
-            meta = _metadata(config, data, epoch, val_stats, ctx)
+            meta = _metadata(config, data, epoch, val_stats, ctx, distillation)
             if improved:
                 save_checkpoint(
                     run_dir / BEST, unwrapped, class_names, preprocessing.to_dict(), meta,
@@ -527,6 +559,30 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainResult:
         test_metrics=test_metrics,
         rank=ctx.rank,
     )
+
+
+def _check_resumed_teacher(
+    path: Path, metadata: dict[str, Any], distillation: dict[str, Any] | None
+) -> None:
+    """A resumed run must distil from the same teacher file (by SHA-256) as before."""
+    before = metadata.get("distillation")
+    if before is None and distillation is None:
+        return
+    if before is None:
+        raise ConfigError(
+            f"{path} was trained without a teacher; cannot resume it with --teacher "
+            "(start a new run to distil)"
+        )
+    if distillation is None:
+        raise ConfigError(
+            f"{path} was distilled from the teacher {before['teacher']}; resume it with that teacher"
+        )
+    if before["teacher_sha256"] != distillation["teacher_sha256"]:
+        raise CheckpointError(
+            f"the teacher changed since {path} was written: it was trained with "
+            f"{before['teacher']} (sha256 {before['teacher_sha256'][:12]}...), now "
+            f"{distillation['teacher']} has sha256 {distillation['teacher_sha256'][:12]}..."
+        )
 
 
 def _evaluate_test(
