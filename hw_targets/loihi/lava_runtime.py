@@ -30,10 +30,12 @@ and always stops it.
   handler would be swallowed and leave the parent waiting for children that died), then
   aborts the run and raises :class:`LavaInterrupted` (a ``KeyboardInterrupt`` saying
   how many samples had finished).
-* **Hangs**: Lava has no watchdog (lava-nc/lava#178); a process that stops answering
-  would block ``run`` forever. Every blocking call (start, each run chunk, stop) has a
-  time limit (:class:`CallLimits`); past it, Lava is torn down and :class:`LavaHung`
-  raised, and :func:`run_samples` runs the sample again (``retries``).
+* **Hangs and crashes**: Lava has no watchdog (lava-nc/lava#178); a process that stops
+  answering, or dies (SIGKILL, SIGBUS on a full /dev/shm), blocks the parent forever.
+  Every blocking call (start, each run chunk, stop) is watched (:class:`CallLimits`):
+  past its time limit Lava is torn down and :class:`LavaHung` raised, and
+  :func:`run_samples` runs the sample again (``retries``); a dead Lava process raises
+  :class:`LavaProcessDied` within a second.
 * **Progress**: a line every few seconds within a long sample (step k of N), under the
   per-sample progress of :func:`run_samples`.
 
@@ -43,13 +45,14 @@ Lava is imported only here, when a graph runs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import signal
 import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,53 +207,119 @@ class LavaHung(TargetError):
         return LavaHung, (self.phase, self.seconds)
 
 
-class _Expired(BaseException):
-    """Raised by the SIGALRM handler inside a Lava call that ran past its limit (a
-    BaseException, so that Lava's own ``except Exception`` clauses do not swallow it)."""
+class LavaProcessDied(TargetError):
+    """A process Lava forked died (``exitcodes``: its name -> exit status, negative for a
+    signal, e.g. SIGBUS when the disk or /dev/shm is full) while the parent waited in
+    ``phase``: Lava itself would wait for its answer forever."""
+
+    def __init__(self, phase: str, exitcodes: dict[str, int]):
+        died = ", ".join(f"{name} ({_describe_exit(code)})" for name, code in exitcodes.items())
+        super().__init__(f"a Lava process died during {phase}: {died}; the run was stopped")
+        self.phase = phase
+        self.exitcodes = exitcodes
+
+    def __reduce__(self) -> tuple:
+        return LavaProcessDied, (self.phase, self.exitcodes)
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+class _Stopped(BaseException):
+    """Raised by the SIGALRM handler inside a Lava call that ran past its limit or whose
+    Lava processes died (a BaseException, so that Lava's own ``except Exception``
+    clauses do not swallow it). ``exitcodes``: the dead processes, empty for a hang."""
+
+    def __init__(self, exitcodes: dict[str, int]):
+        super().__init__()
+        self.exitcodes = exitcodes
+
+
+def lava_processes(root: Any) -> list[Any]:
+    """The processes Lava forked for ``root``'s runtime (empty before it exists)."""
+    runtime = getattr(root, "_runtime", None)
+    infra = getattr(runtime, "_messaging_infrastructure", None)
+    return list(getattr(infra, "actors", []))
+
+
+def _dead(processes: list[Any]) -> dict[str, int]:
+    """Name -> exit status of the processes that ended with a non-zero status."""
+    dead = {}
+    for proc in processes:
+        try:
+            code = proc.exitcode
+        except ValueError:  # already joined and closed by Lava
+            continue
+        if code:
+            dead[proc.name] = code
+    return dead
 
 
 class CallLimits:
-    """Time limits for the blocking Lava calls of one sample.
+    """A watchdog for the blocking Lava calls of one sample.
 
-    A call's limit is ``max(minimum_s, SLACK x the seconds per step measured so far in this
-    sample x the steps of the call)``, so slow networks are not cut off once their pace is
-    known. Enforced with ``SIGALRM`` (an interval timer is not inherited by the processes
-    Lava forks); only in the main thread, where Python delivers signals, and not at all for
-    ``minimum_s <= 0``.
+    While a call runs, ``SIGALRM`` fires every :attr:`POLL_S` seconds (an interval timer
+    is not inherited by the processes Lava forks) and checks two things:
+
+    * **time**: a call's limit is ``max(minimum_s, SLACK x the seconds per step measured
+      so far in this sample x the steps of the call)``, so slow networks are not cut off
+      once their pace is known; past it: :class:`LavaHung`. No limit for ``minimum_s <= 0``.
+    * **dead processes**: a Lava process that ended with a non-zero status (a crash, a
+      signal) while the parent waits: :class:`LavaProcessDied` at once.
+
+    Only in the main thread, where Python delivers signals; elsewhere calls run unwatched.
     """
 
     #: How many times slower than the measured pace a call may be before it counts as hung.
     SLACK = 20.0
+    #: Seconds between checks.
+    POLL_S = 1.0
 
-    def __init__(self, minimum_s: float):
+    def __init__(self, minimum_s: float, processes: Callable[[], list[Any]]):
         self.minimum_s = minimum_s
+        self.processes = processes
         self.step_s = 0.0
 
     def seconds(self, steps: int = 0) -> float:
+        """The limit of a call of ``steps`` steps (inf without a limit)."""
+        if self.minimum_s <= 0:
+            return math.inf
         return max(self.minimum_s, self.SLACK * self.step_s * steps)
 
     @contextmanager
     def limit(self, phase: str, steps: int = 0) -> Iterator[None]:
-        """Raise :class:`LavaHung` if the block runs longer than :meth:`seconds`."""
-        if self.minimum_s <= 0 or threading.current_thread() is not threading.main_thread():
+        """Watch the block (see the class); ``phase`` names it in the errors."""
+        if threading.current_thread() is not threading.main_thread():
             yield
             return
         seconds = self.seconds(steps)
-        previous = signal.signal(signal.SIGALRM, _raise_expired)
+        deadline = time.monotonic() + seconds
+
+        def check(signum: int, frame: FrameType | None) -> None:
+            dead = _dead(self.processes())
+            if dead or time.monotonic() >= deadline:
+                raise _Stopped(dead)
+
+        previous = signal.signal(signal.SIGALRM, check)
         try:
-            signal.setitimer(signal.ITIMER_REAL, seconds)
+            interval = min(self.POLL_S, seconds)
+            signal.setitimer(signal.ITIMER_REAL, interval, interval)
             try:
                 yield
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
-        except _Expired:
+        except _Stopped as stopped:
+            if stopped.exitcodes:
+                raise LavaProcessDied(phase, stopped.exitcodes) from None
             raise LavaHung(phase, seconds) from None
         finally:
             signal.signal(signal.SIGALRM, previous)
-
-
-def _raise_expired(signum: int, frame: FrameType | None) -> None:
-    raise _Expired
 
 
 def run_sample(
@@ -280,7 +349,6 @@ def run_sample(
 
     steps = plan.hardware_steps
     timings = LavaTimings()
-    limits = CallLimits(timeout_s)
     progress = StepReporter(label, steps)
     with InterruptGuard() as guard, tempfile.TemporaryDirectory(prefix="neurall-lava-") as tmp:
         workdir = Path(tmp)
@@ -306,6 +374,7 @@ def run_sample(
         t2 = time.perf_counter()
         timings.build, timings.compile = t1 - t0, t2 - t1
         run_s = 0.0
+        limits = CallLimits(timeout_s, lambda: lava_processes(graph.root))
         try:
             with guard.deferred(), limits.limit("start"):  # Lava forks and starts its processes
                 graph.root.create_runtime(executable=executable)
@@ -342,7 +411,7 @@ def run_sample(
         try:
             with guard.deferred(), limits.limit("stop"):
                 _stop(graph.root)
-        except LavaHung:
+        except (LavaHung, LavaProcessDied):
             _abort(graph.root)
             raise
         timings.stop = time.perf_counter() - t0
@@ -369,7 +438,7 @@ def _abort(root: Any) -> list[str]:
     """
     runtime = getattr(root, "_runtime", None)
     infra = getattr(runtime, "_messaging_infrastructure", None)
-    actors = list(getattr(infra, "actors", []))
+    actors = lava_processes(root)
     failures: list[str] = []
     for actor in actors:
         try:

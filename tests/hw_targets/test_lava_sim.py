@@ -454,3 +454,29 @@ def test_progress_within_a_sample(chain_graph, monkeypatch, capfd):
     steps = res.hardware_steps
     assert f"lava-sim (fixed) sample 1/1: {steps}/{steps} steps" in err, err
     assert "lava-sim (fixed) sample 1/1: 1/" in err, err
+
+
+def test_a_dead_lava_process_is_reported_at_once(chain_graph, monkeypatch):
+    """A Lava process killed mid-run (here SIGKILL inside the conv model) leaves Lava's
+    parent waiting forever; the watchdog names it within seconds and cleans up."""
+    import signal
+
+    import lava.proc.conv.utils as conv_utils
+
+    from hw_targets.loihi.lava_runtime import LavaProcessDied
+
+    def killed_conv(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    images = np.random.default_rng(0).uniform(0, 1, (1, 2, 6, 6))
+    dep = get_target("lava-sim").compile(
+        chain_graph(), timesteps=3, quantization={"calibration": images}
+    )
+    monkeypatch.setattr(conv_utils, "conv", killed_conv)  # inherited by the forked children
+    before = len(_lava_children())
+    t0 = time.monotonic()
+    with pytest.raises(LavaProcessDied, match=r"died during run .*killed by SIGKILL") as info:
+        dep.run(images)
+    assert time.monotonic() - t0 < 60
+    assert all(code == -signal.SIGKILL for code in info.value.exitcodes.values())
+    _wait_for_no_children(before)
