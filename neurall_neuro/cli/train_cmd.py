@@ -52,6 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="model config override, value parsed as YAML (repeatable), e.g. --set se_mode=analog",
     )  # fmt: skip
     g.add_argument("--clahe", action="store_true", help="apply CLAHE in preprocessing")
+    g.add_argument(
+        "--stain-norm", dest="stain_norm", choices=("none", "macenko"),
+        help="stain normalisation of every image before resizing (none); macenko: onto a "
+        "reference fitted on the training split and stored in the checkpoints",
+    )  # fmt: skip
 
     g = p.add_argument_group("optimisation (defaults: the project recipe)")
     g.add_argument("--epochs", type=int, help="maximum epochs (50)")
@@ -74,6 +79,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--no-augment", dest="augment", action="store_false", help="no training augmentation"
     )
+    g.add_argument(
+        "--stain-augment", dest="stain_augment", choices=("none", "hed"),
+        help="stain augmentation of training images (none); hed: random per-stain scale "
+        "and shift in haematoxylin-eosin-DAB space (Tellez et al. 2018)",
+    )  # fmt: skip
+    g.add_argument(
+        "--stain-augment-strength", dest="stain_augment_strength", type=float, metavar="S",
+        help="sigma of --stain-augment hed: alpha ~ U(1-S, 1+S), beta ~ U(-S, S) (0.05)",
+    )  # fmt: skip
     g.add_argument(
         "--amp", dest="amp", action="store_true", help="force mixed precision (CUDA only)"
     )

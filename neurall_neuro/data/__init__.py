@@ -8,6 +8,7 @@ Import from the sub-modules (kept small, one concept each):
 * :mod:`~neurall_neuro.data.splits` -- ``make_split``, ``Split``, ``groups_from_duplicates``
 * :mod:`~neurall_neuro.data.dedup` -- ``check_duplicates``, ``find_duplicate_pairs``
 * :mod:`~neurall_neuro.data.preprocess` -- ``Preprocessing``, ``ROBUSTNESS_TRANSFORMS``
+* :mod:`~neurall_neuro.data.stain` -- HED stain augmentation, Macenko stain normalisation
 * :mod:`~neurall_neuro.data.dataset` -- ``ImageDataset`` (torch)
 * :mod:`~neurall_neuro.data.scan` -- ``scan_images``
 * :mod:`~neurall_neuro.data.imageio` -- ``decode_rgb`` (the one image reader)

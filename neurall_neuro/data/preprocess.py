@@ -5,22 +5,29 @@ input with :class:`Preprocessing`, so a model sees the same pixels everywhere:
 
 1. **Load** the file as 8-bit RGB (:func:`neurall_neuro.data.imageio.decode_rgb`:
    grayscale replicated, alpha composited on white, palette expanded, 16-bit scaled).
-2. **Resize** to ``size x size`` with Pillow's bilinear filter (antialiased when
+2. **Stain normalisation** (optional, ``stain_norm="macenko"``): Macenko normalisation
+   at full resolution onto a fitted :class:`~neurall_neuro.data.stain.StainReference`
+   stored with the settings; images on which it fails are kept unnormalised (one
+   :class:`~neurall_neuro.data.stain.StainNormWarning` counts them).
+3. **Resize** to ``size x size`` with Pillow's bilinear filter (antialiased when
    shrinking; the aspect ratio is not kept: smear crops are square or nearly so).
-3. **CLAHE** (optional): OpenCV contrast-limited adaptive histogram equalisation on
+4. **CLAHE** (optional): OpenCV contrast-limited adaptive histogram equalisation on
    the L channel of CIE-LAB (clip limit 2.0, 8x8 tiles), colour channels untouched.
-4. **Scale** to a float32 tensor ``[3, size, size]`` with values in [0, 1].
+5. **Scale** to a float32 tensor ``[3, size, size]`` with values in [0, 1].
    No mean/std normalisation: models normalise themselves if they want to.
 
-Steps 1-3 give a uint8 ``(size, size, 3)`` array (:meth:`Preprocessing.load_uint8`),
-which :class:`~neurall_neuro.data.dataset.ImageDataset` caches in memory; step 4 is
+Steps 1-4 give a uint8 ``(size, size, 3)`` array (:meth:`Preprocessing.load_uint8`),
+which :class:`~neurall_neuro.data.dataset.ImageDataset` caches in memory; step 5 is
 :func:`to_tensor`.
 
-Augmentation (:func:`train_augmentation`) and robustness transforms act on the
+Augmentation (:func:`train_augmentation`, HED stain augmentation
+:class:`~neurall_neuro.data.stain.HEDAugment`) and robustness transforms act on the
 float tensor. Robustness transforms (``ROBUSTNESS_TRANSFORMS``) model staining and
 colour shifts at evaluation time: ``none``, ``grayscale`` (ITU-R 601 luminance
-replicated to 3 channels) and ``stain-jitter`` (hue, saturation, brightness and
-per-channel gain jitter, deterministic for a (seed, image index) pair).
+replicated to 3 channels), ``stain-jitter`` (hue, saturation, brightness and
+per-channel gain jitter) and ``hed-jitter`` (per-stain scale and shift in HED space,
+:class:`~neurall_neuro.data.stain.HEDJitter`), the jitters deterministic for a
+(seed, image index) pair.
 """
 
 from __future__ import annotations
@@ -32,6 +39,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from neurall_neuro.data.stain import (
+    STAIN_NORMS,
+    MacenkoStainNormalizer,
+    StainReference,
+    check_choice,
+    hed_jitter,
+    warn_stain_fallback,
+)
 from neurall_neuro.errors import ConfigError
 from neurall_neuro.registry import Registry
 
@@ -50,45 +65,102 @@ class Preprocessing:
     Attributes:
         size: output side length in pixels (images become ``size x size``).
         clahe: apply CLAHE on the L channel of LAB after resizing.
+        stain_norm: ``none`` or ``macenko`` (stain normalisation before resizing).
+        stain_reference: the fitted Macenko reference (needed to process images with
+            ``stain_norm="macenko"``; see :func:`~neurall_neuro.data.stain.fit_stain_reference`).
+
+    ``to_dict`` leaves the stain keys out when ``stain_norm`` is ``none``, so the dict
+    of such settings is the same as before stain normalisation existed, and dicts
+    without them (older checkpoints) read back as ``none``.
     """
 
     size: int = 64
     clahe: bool = False
+    stain_norm: str = "none"
+    stain_reference: StainReference | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 8:
             raise ConfigError(f"Preprocessing.size must be an integer >= 8, got {self.size!r}")
         if not isinstance(self.clahe, bool):
             raise ConfigError(f"Preprocessing.clahe must be true or false, got {self.clahe!r}")
+        check_choice("stain_norm", self.stain_norm, STAIN_NORMS)
+        if self.stain_reference is not None and not isinstance(
+            self.stain_reference, StainReference
+        ):
+            raise ConfigError(
+                "Preprocessing.stain_reference must be a StainReference or None, got "
+                f"{type(self.stain_reference).__name__} (Preprocessing.from_dict reads dicts)"
+            )
+        if self.stain_norm == "none" and self.stain_reference is not None:
+            raise ConfigError("a stain_reference is given but stain_norm is 'none'")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for checkpoints and JSON (``from_dict`` reads it back)."""
-        return asdict(self)
+        out = asdict(self)
+        if self.stain_norm == "none":
+            del out["stain_norm"], out["stain_reference"]
+        elif self.stain_reference is not None:
+            out["stain_reference"] = self.stain_reference.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
-        """Build from :meth:`to_dict` output; unknown keys are a ConfigError."""
-        known = {"size", "clahe"}
+        """Build from :meth:`to_dict` output; unknown keys are a ConfigError.
+
+        Missing stain keys (checkpoints from before stain normalisation) mean ``none``.
+        """
+        known = {"size", "clahe", "stain_norm", "stain_reference"}
         extra = sorted(set(data) - known)
         if extra:
             raise ConfigError(
                 f"unknown preprocessing keys {extra}; valid keys: {', '.join(sorted(known))}"
             )
-        return cls(**data)
+        values = dict(data)
+        if values.get("stain_reference") is not None:
+            values["stain_reference"] = StainReference.from_dict(values["stain_reference"])
+        return cls(**values)
 
-    def process_array(self, rgb: np.ndarray) -> np.ndarray:
-        """Resize (and optionally CLAHE) an ``(H, W, 3)`` uint8 array -> ``(size, size, 3)`` uint8."""
+    def normalize_stain(self, rgb: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Step 2 on an ``(H, W, 3)`` uint8 array: ``(pixels, fell_back)``.
+
+        ``fell_back`` is true when normalisation failed and ``rgb`` is returned unchanged.
+        """
+        if self.stain_norm == "none":
+            return rgb, False
+        if self.stain_reference is None:
+            raise ConfigError(
+                f"stain_norm={self.stain_norm!r} needs a fitted stain_reference "
+                "(neurall_neuro.data.stain.fit_stain_reference)"
+            )
+        out = MacenkoStainNormalizer(self.stain_reference).normalize(rgb)
+        return (rgb, True) if out is None else (out, False)
+
+    def prepare_array(self, rgb: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Steps 2-4 on an ``(H, W, 3)`` uint8 array: ``((size, size, 3) uint8, fell_back)``.
+
+        ``fell_back`` says stain normalisation failed on this image (it was kept
+        unnormalised); callers count these and warn once.
+        """
         from PIL import Image
 
+        rgb, fell_back = self.normalize_stain(rgb)
         if rgb.shape[0] != self.size or rgb.shape[1] != self.size:
             img = Image.fromarray(rgb).resize((self.size, self.size), Image.BILINEAR)
             rgb = np.asarray(img, dtype=np.uint8)
         if self.clahe:
             rgb = apply_clahe(rgb)
-        return np.ascontiguousarray(rgb)
+        return np.ascontiguousarray(rgb), fell_back
+
+    def process_array(self, rgb: np.ndarray) -> np.ndarray:
+        """Steps 2-4: ``(H, W, 3)`` uint8 -> ``(size, size, 3)`` uint8 (warns on a stain fallback)."""
+        out, fell_back = self.prepare_array(rgb)
+        if fell_back:
+            warn_stain_fallback(1, 1, self.stain_norm)
+        return out
 
     def load_uint8(self, path: str | os.PathLike[str]) -> np.ndarray:
-        """Steps 1-3: file -> ``(size, size, 3)`` uint8 RGB array (BadImageError on failure)."""
+        """Steps 1-4: file -> ``(size, size, 3)`` uint8 RGB array (BadImageError on failure)."""
         from neurall_neuro.data.imageio import read_rgb
 
         return self.process_array(read_rgb(path))
@@ -237,6 +309,7 @@ ROBUSTNESS_TRANSFORMS: Registry[Callable[..., RobustnessTransform]] = Registry(
 ROBUSTNESS_TRANSFORMS.register("none", _no_params(identity))
 ROBUSTNESS_TRANSFORMS.register("grayscale", _no_params(grayscale))
 ROBUSTNESS_TRANSFORMS.register("stain-jitter", stain_jitter)
+ROBUSTNESS_TRANSFORMS.register("hed-jitter", hed_jitter)
 
 
 def get_robustness_transform(

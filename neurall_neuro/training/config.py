@@ -19,6 +19,13 @@ from typing import Any
 
 import yaml
 
+from neurall_neuro.data.stain import (
+    DEFAULT_HED_SIGMA,
+    MAX_HED_SIGMA,
+    STAIN_AUGMENTS,
+    STAIN_NORMS,
+    check_choice,
+)
 from neurall_neuro.errors import ConfigError
 
 SCHEDULERS: tuple[str, ...] = ("plateau", "cosine", "none")
@@ -45,6 +52,9 @@ class TrainConfig:
         timesteps: simulation steps (spiking models only).
         model_options: further model config overrides (``--set key=value``).
         clahe: CLAHE in preprocessing.
+        stain_norm: ``none`` or ``macenko``: Macenko stain normalisation of every image,
+            before resizing, onto a reference fitted on the training split and stored in
+            the checkpoints (:mod:`neurall_neuro.data.stain`).
     Optimisation:
         Adam (``lr``, ``weight_decay``), ``batch_size``, up to ``epochs``; early stopping
         on validation loss after ``patience`` epochs without an improvement larger
@@ -52,6 +62,9 @@ class TrainConfig:
         ``scheduler`` ``plateau`` (ReduceLROnPlateau, ``lr_factor``, ``lr_patience``),
         ``cosine`` (to 0 over ``epochs``) or ``none``; ``class_balance`` weights the
         loss by inverse class frequency; ``augment`` enables training augmentation;
+        ``stain_augment`` (``none``/``hed``) adds HED-space stain augmentation of the
+        training images with ``sigma = stain_augment_strength`` (default 0.05; only with
+        ``hed``; independent of ``augment``);
         ``amp`` mixed precision (``None``: on for CUDA, never on CPU);
         ``bn_recal_images``: before every validation, BatchNorm running statistics are
         recomputed from this many training images (fixed random subset, no
@@ -79,6 +92,7 @@ class TrainConfig:
     timesteps: int | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
     clahe: bool = False
+    stain_norm: str = "none"
     epochs: int = 50
     batch_size: int = 32
     lr: float = 1e-4
@@ -90,6 +104,8 @@ class TrainConfig:
     min_delta: float = 0.0
     class_balance: bool = True
     augment: bool = True
+    stain_augment: str = "none"
+    stain_augment_strength: float = DEFAULT_HED_SIGMA
     amp: bool | None = None
     bn_recal_images: int = 256
     teacher: str | Path | None = None
@@ -146,9 +162,25 @@ class TrainConfig:
                 f"model_options must be a mapping of model config keys, got {self.model_options!r}"
             )
         self._validate_distillation()
+        self._validate_stain()
         if self.device != "auto" and not str(self.device).startswith(("cpu", "cuda")):
             raise ConfigError(
                 f"device={self.device!r} is invalid; valid options: auto, cpu, cuda[:N]"
+            )
+
+    def _validate_stain(self) -> None:
+        check_choice("stain_norm", self.stain_norm, STAIN_NORMS)
+        check_choice("stain_augment", self.stain_augment, STAIN_AUGMENTS)
+        strength = self.stain_augment_strength
+        if not (_is_number(strength) and 0.0 <= strength <= MAX_HED_SIGMA):
+            raise ConfigError(
+                f"stain_augment_strength must be a number in [0, {MAX_HED_SIGMA:g}], "
+                f"got {strength!r}"
+            )
+        if self.stain_augment == "none" and strength != DEFAULT_HED_SIGMA:
+            raise ConfigError(
+                "stain_augment_strength applies only to stain augmentation; "
+                "give --stain-augment hed too"
             )
 
     def _validate_distillation(self) -> None:

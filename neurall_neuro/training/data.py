@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from neurall_neuro.data.layouts import load_cohort
 from neurall_neuro.data.preprocess import Preprocessing
 from neurall_neuro.data.records import Cohort
 from neurall_neuro.data.splits import Split, groups_from_duplicates, make_split
+from neurall_neuro.data.stain import fit_stain_reference
 from neurall_neuro.errors import ConfigError, DataError
 from neurall_neuro.training.config import TrainConfig
 from neurall_neuro.training.distributed import DistContext, barrier
@@ -92,7 +94,13 @@ def prepare_data(
     log: Callable[[str], None],
     cohort: Cohort | None = None,
 ) -> TrainingData:
-    """Load the cohort, get the split, and build the (cached) train and val datasets."""
+    """Load the cohort, get the split, and build the (cached) train and val datasets.
+
+    With ``config.stain_norm`` set, the stain reference is fitted on the training split
+    (:func:`~neurall_neuro.data.stain.fit_stain_reference`); the returned
+    ``TrainingData.preprocessing`` carries it (the trainer saves that into its
+    checkpoints), ``preprocessing`` itself is not changed.
+    """
     cohort = cohort if cohort is not None else load_cohort(config.data, config.layout)
     split, split_path = make_or_load_split(config, cohort, ctx, log)
     parts = split.apply(cohort)
@@ -112,6 +120,50 @@ def prepare_data(
         + ", ".join(cohort.class_names)
         + ")"
     )
-    train_set = ImageDataset(parts["train"], preprocessing, augment=config.augment, cache=True)
+    preprocessing = with_stain_norm(config, preprocessing, parts["train"], log)
+    train_set = ImageDataset(
+        parts["train"],
+        preprocessing,
+        augment=config.augment,
+        cache=True,
+        stain_augment=config.stain_augment,
+        stain_augment_strength=config.stain_augment_strength,
+    )
     val_set = ImageDataset(parts["val"], preprocessing, augment=False, cache=True)
     return TrainingData(cohort, split, split_path, parts, preprocessing, train_set, val_set)
+
+
+def with_stain_norm(
+    config: TrainConfig,
+    preprocessing: Preprocessing,
+    train: Cohort,
+    log: Callable[[str], None],
+) -> Preprocessing:
+    """``preprocessing`` with the stain normalisation of ``config.stain_norm``, its
+    reference fitted on ``train`` (a copy; ``preprocessing`` when nothing changes).
+
+    Settings that already carry a reference for that method are kept (every process and
+    a resumed run fit the same reference anyway: the choice depends only on the files).
+    """
+    if config.stain_norm == preprocessing.stain_norm:
+        if config.stain_norm == "none" or preprocessing.stain_reference is not None:
+            return preprocessing
+    elif preprocessing.stain_norm != "none":
+        raise ConfigError(
+            f"stain_norm={config.stain_norm!r} conflicts with the preprocessing given "
+            f"(stain_norm={preprocessing.stain_norm!r})"
+        )
+    if config.stain_norm == "none":
+        return preprocessing
+    root = Path(train.root)
+    root = root if root.is_dir() else root.parent  # a manifest file: its folder
+    reference = fit_stain_reference([r.path for r in train.records], root=root)
+    fitted = dataclasses.replace(
+        preprocessing, stain_norm=config.stain_norm, stain_reference=reference
+    )
+    he = ", ".join(f"({a:.3f}, {b:.3f})" for a, b in reference.he)
+    log(
+        f"stain normalisation: {config.stain_norm}, reference {reference.image} "
+        f"(HERef {he}; maxCRef {reference.max_c[0]:.3f}, {reference.max_c[1]:.3f})"
+    )
+    return fitted

@@ -80,6 +80,19 @@ class Teacher:
     class_names: list[str]
     preprocessing: dict[str, Any]
 
+    def check_stain_reference(self, preprocessing: dict[str, Any]) -> None:
+        """ConfigError unless the student's fitted stain reference (``preprocessing``, a
+        ``Preprocessing.to_dict()``) is the teacher's: the teacher sees the student's
+        normalised images."""
+        theirs = self.preprocessing.get("stain_reference")
+        ours = preprocessing.get("stain_reference")
+        if theirs != ours:
+            raise ConfigError(
+                f"the teacher {self.path} normalises stains with the reference {theirs!r}, "
+                f"the student with {ours!r}; train both on the same split so that they fit "
+                "the same reference"
+            )
+
     def record(self, temperature: float, alpha: float) -> dict[str, Any]:
         """What a run's config and checkpoints store about the distillation."""
         return {
@@ -115,7 +128,10 @@ def load_teacher(
             "names in the same order"
         )
     differences = []
-    for key in sorted(set(ckpt.preprocessing) | set(preprocessing)):
+    # the stain reference is fitted on the training split after this check: compared by
+    # Teacher.check_stain_reference once it exists
+    keys = (set(ckpt.preprocessing) | set(preprocessing)) - {"stain_reference"}
+    for key in sorted(keys):
         theirs = ckpt.preprocessing.get(key, "(not recorded)")
         ours = preprocessing.get(key, "(not recorded)")
         if theirs != ours:

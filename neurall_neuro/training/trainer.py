@@ -327,8 +327,11 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainResult:
     model, preprocessing = build_model(config, len(cohort.class_names))
     distiller, distillation = None, None
     if config.teacher is not None:
+        planned = preprocessing.to_dict()  # the stain method; its reference comes later
+        if config.stain_norm != "none":
+            planned["stain_norm"] = config.stain_norm
         teacher = load_teacher(
-            config.teacher, list(cohort.class_names), preprocessing.to_dict(),
+            config.teacher, list(cohort.class_names), planned,
             int(model.config.input_size), ctx.device,
         )  # fmt: skip
         distiller = Distiller(teacher, config.kd_temperature, config.kd_alpha, amp=amp)
@@ -337,6 +340,9 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainResult:
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     data = prepare_data(config, preprocessing, ctx, log, cohort=cohort)
+    preprocessing = data.preprocessing  # with the stain reference fitted on the train split
+    if distiller is not None:
+        distiller.teacher.check_stain_reference(preprocessing.to_dict())
     class_names = list(cohort.class_names)
     image_hashes = _image_hashes(data, log, config.log) if ctx.is_main else None
     weights = class_weights(data.train_set.labels, class_names) if config.class_balance else None

@@ -63,7 +63,7 @@ def test_train_augmentation_keeps_shape_and_range():
 
 
 def test_robustness_transforms():
-    assert set(ROBUSTNESS_TRANSFORMS.names()) == {"none", "grayscale", "stain-jitter"}
+    assert set(ROBUSTNESS_TRANSFORMS.names()) == {"none", "grayscale", "stain-jitter", "hed-jitter"}
     x = torch.rand(3, 16, 16)
     g = grayscale(x)
     luma = 0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]
