@@ -40,7 +40,7 @@ register_module_rule(
     rule=ModuleRule(
         "add",
         kind="residual",
-        note="y + shortcut(x): functional add, counted by the stage rule",
+        note="y + shortcut(x): one add per output element (the ResidualAdd module)",
     ),
 )
 register_module_rule(

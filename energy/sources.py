@@ -33,7 +33,12 @@ from conversion import nir_types
 from energy.counts import ModelCounts
 from energy.nir_counter import count_nir
 from energy.targets import spike_counts_on_target
-from energy.torch_counter import count_model, has_spiking_neurons, resolve_input_mode
+from energy.torch_counter import (
+    count_model,
+    has_spiking_neurons,
+    refuse_foreign_neurons,
+    resolve_input_mode,
+)
 from neurall_neuro.errors import ConfigError
 
 #: Images as the counters take them: a tensor ``[N, C, H, W]`` or an iterable of batches.
@@ -148,6 +153,7 @@ class TorchModel(ModelSource):
             registered = _registered_spiking(candidate)
             if registered is not None:
                 return registered
+        refuse_foreign_neurons(self.module)
         return has_spiking_neurons(self.module)
 
     def count(self, images: Images, options: CountOptions) -> CountedModel:

@@ -529,6 +529,7 @@ def count_model(
             event inputs) or ``time-major`` (``model(x)`` once on ``[T, N, ...]``, for
             Norse sequence modules such as ``LIF`` or ``Lift``).
     """
+    refuse_foreign_neurons(model)
     mode = get_input_mode(resolve_input_mode(input_mode, timesteps))
     counter = OpCounter(model, fold_pooling=fold_pooling, fold_batchnorm=fold_batchnorm, name=name)
     batches: Iterable[torch.Tensor] = _batches(inputs, batch_size, mode)
@@ -543,6 +544,41 @@ def count_model(
             batch = batch if device is None else batch.to(device)
             counter.run(batch, mode=mode, timesteps=timesteps)
     return counter.result()
+
+
+#: Spiking-neuron base classes of other frameworks, by (module prefix, class name): their
+#: neurons have no counting rule here, and counted as a torch module they would vanish
+#: (the model would look non-spiking). Their models are counted through NIR instead.
+FOREIGN_NEURON_BASES: dict[tuple[str, str], str] = {
+    ("snntorch", "SpikingNeuron"): "snnTorch: snntorch.export_to_nir(model, sample)",
+    ("spikingjelly", "BaseNode"): "SpikingJelly: export the model to NIR",
+    ("sinabs", "StatefulLayer"): "sinabs: sinabs.to_nir(model, sample)",
+}
+
+
+def refuse_foreign_neurons(model: nn.Module) -> None:
+    """ConfigError if ``model`` holds spiking neurons of another framework
+    (:data:`FOREIGN_NEURON_BASES`) that no counting rule covers; the message names them
+    and how to count the model instead (export to NIR, count the graph)."""
+    _load_builtin_rules()
+    found: list[str] = []
+    how = ""
+    for path, module in model.named_modules():
+        if find_rule(module) is not None:
+            continue
+        for base in type(module).__mro__:
+            key = (base.__module__.split(".")[0], base.__name__)
+            if key in FOREIGN_NEURON_BASES:
+                found.append(f"{type(module).__name__} at {path or '(root)'!r}")
+                how = FOREIGN_NEURON_BASES[key]
+                break
+    if found:
+        raise ConfigError(
+            f"{', '.join(found[:4])}{' ...' if len(found) > 4 else ''}: spiking neurons of "
+            "another framework have no counting rule for a torch module (they would be "
+            f"counted as nothing). Export the model to NIR ({how}) and count the graph: "
+            "neurall energy --nir FILE, or energy_report(snn=nir_graph)"
+        )
 
 
 def has_spiking_neurons(model: nn.Module) -> bool:
