@@ -36,16 +36,13 @@ from neurall_neuro.errors import CheckpointError, ConfigError
 from neurall_neuro.models.checkpoint import load_checkpoint
 from neurall_neuro.training.config import DEFAULT_KD_ALPHA, DEFAULT_KD_TEMPERATURE
 
-DEFAULT_TEMPERATURE = DEFAULT_KD_TEMPERATURE
-DEFAULT_ALPHA = DEFAULT_KD_ALPHA
-
 
 def distillation_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
     labels: torch.Tensor,
-    temperature: float = DEFAULT_TEMPERATURE,
-    alpha: float = DEFAULT_ALPHA,
+    temperature: float = DEFAULT_KD_TEMPERATURE,
+    alpha: float = DEFAULT_KD_ALPHA,
     weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``(1 - alpha) CE_w(s, y) + alpha T^2 KL(softmax(t/T) || softmax(s/T))`` (batch mean).
@@ -163,8 +160,8 @@ class Distiller:
     """The training loss with a teacher: runs the teacher on the student's batch."""
 
     teacher: Teacher
-    temperature: float = DEFAULT_TEMPERATURE
-    alpha: float = DEFAULT_ALPHA
+    temperature: float = DEFAULT_KD_TEMPERATURE
+    alpha: float = DEFAULT_KD_ALPHA
     amp: bool = False
 
     def loss(
